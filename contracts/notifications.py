@@ -1,0 +1,160 @@
+"""Messages between our own services: commands to the notifier and its delivery status events."""
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, JsonValue
+
+from contracts.envelope import CloudEvent, Contract
+from contracts.values import Locale, TimeZoneName
+
+
+class NotificationKind(StrEnum):
+    """What a message is about; the webhook body's ``kind``."""
+
+    UNPAID_REMINDER = "unpaid_reminder"
+    ORDER_CONFIRMATION = "order_confirmation"
+    DISPATCH_DELAY = "dispatch_delay"
+    SHIPMENT_DELAY = "shipment_delay"
+    SHIPMENT_EXCEPTION = "shipment_exception"
+    SHIPMENT_UPDATE = "shipment_update"
+    AFTERSALE_PROGRESS = "aftersale_progress"
+    OPS_ESCALATION = "ops_escalation"
+    """For the shop's staff, not the customer: a case a person must look at."""
+
+
+class MessageClass(StrEnum):
+    """Opt-outs and quiet hours treat the two differently."""
+
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+class Priority(StrEnum):
+    """Decides who wins when a customer's contact budget is spent."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class SendNotification(Contract):
+    """Command: render and deliver one message, at most once per ``idempotency_key``."""
+
+    idempotency_key: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Permanent identity of this message: a command seen before is never "
+        "delivered twice, however often it arrives. Built from natural keys.",
+        examples=["unpaid_reminder:O-1001:1"],
+    )
+    kind: NotificationKind
+    template: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$",
+        description="Template name; dotted parts fall back one by one to the kind "
+        "(`unpaid_reminder.vip.2` → `unpaid_reminder.vip` → `unpaid_reminder`).",
+        examples=["unpaid_reminder.new.1"],
+    )
+    customer_id: str | None = Field(default=None, description="Recipient; none for ops messages.")
+    order_id: str | None = None
+    case_id: str | None = Field(default=None, description="After-sales case, when there is one.")
+    locale: Locale = Field(default="zh-CN", description="Customer's language; templates fall back.")
+    timezone: TimeZoneName = Field(
+        default="Asia/Shanghai", description="Customer's timezone, for quiet hours."
+    )
+    variables: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Values the template renders."
+    )
+    meta: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Why it was sent (tier, segment, rule and evidence); passed through to "
+        "the gateway's `meta` so staff can see the reason.",
+        examples=[{"tier": 1, "segment": "new"}],
+    )
+    priority: Priority = Priority.NORMAL
+    message_class: MessageClass = Field(
+        description="Marketing-like (reminders) or transactional (notices about the order)."
+    )
+    not_before: AwareDatetime | None = Field(default=None, description="Do not send earlier.")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Do not send later; recorded as suppressed instead."
+    )
+    source_event_id: str | None = Field(
+        default=None, description="The shop event this message answers, for tracing."
+    )
+    source_event_time: AwareDatetime | None = Field(
+        default=None, description="When that event happened, for event-to-send latency."
+    )
+
+
+class CancelNotification(Contract):
+    """Command: do not send these messages if they have not left yet (e.g. the order was paid)."""
+
+    idempotency_keys: list[str] = Field(default_factory=list, description="Exact messages to drop.")
+    order_id: str | None = Field(
+        default=None, description="With `kinds`: drop every unsent message of these kinds."
+    )
+    customer_id: str | None = Field(
+        default=None, description="Routes the command to the partition of the customer's sends."
+    )
+    kinds: list[NotificationKind] = Field(default_factory=list)
+    reason: str = Field(min_length=1, examples=["order_paid"])
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class NotificationStatus(Contract):
+    """What became of one message."""
+
+    message_id: str
+    idempotency_key: str
+    kind: NotificationKind
+    status: DeliveryStatus
+    reason: str | None = Field(default=None, description="Why it failed or was suppressed.")
+    channel: str | None = Field(default=None, examples=["webhook", "sms", "email"])
+    provider: str | None = None
+    attempts: int = Field(default=0, ge=0)
+    customer_id: str | None = None
+    order_id: str | None = None
+    case_id: str | None = None
+    at: AwareDatetime
+
+
+class SendNotificationCommand(CloudEvent):
+    type: Literal["followup.notification.send"]
+    data: SendNotification
+
+
+class CancelNotificationCommand(CloudEvent):
+    type: Literal["followup.notification.cancel"]
+    data: CancelNotification
+
+
+class NotificationSentEvent(CloudEvent):
+    type: Literal["followup.notification.sent"]
+    data: NotificationStatus
+
+
+class NotificationFailedEvent(CloudEvent):
+    type: Literal["followup.notification.failed"]
+    data: NotificationStatus
+
+
+class NotificationSuppressedEvent(CloudEvent):
+    type: Literal["followup.notification.suppressed"]
+    data: NotificationStatus
+
+
+NotificationCommand = Annotated[
+    SendNotificationCommand | CancelNotificationCommand, Field(discriminator="type")
+]
+NotificationStatusEvent = Annotated[
+    NotificationSentEvent | NotificationFailedEvent | NotificationSuppressedEvent,
+    Field(discriminator="type"),
+]

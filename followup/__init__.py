@@ -1,0 +1,1 @@
+"""Shared runtime of the order follow-up services, and the ``followup`` command."""

@@ -1,0 +1,200 @@
+"""The ``followup`` command: run services, the local stack, demo traffic, docs and checks."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from followup.settings import ConfigError, RuntimeSettings, load_policy, load_settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+ASYNCAPI_FILE = Path("docs/asyncapi.json")
+ServiceName = Annotated[str, typer.Argument(help="reminder, logistics, aftersales or notifier")]
+
+
+def _service(name: str) -> Any:
+    from followup.services import SERVICES
+
+    if name not in SERVICES:
+        raise ConfigError(f"unknown service {name!r}: choose one of {', '.join(SERVICES)}")
+    return SERVICES[name]
+
+
+@app.command()
+def run(
+    service: ServiceName,
+    host: Annotated[str | None, typer.Option(help="Listen address (default HTTP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default HTTP_PORT)")] = None,
+) -> None:
+    """Run one service: its Kafka consumers, timers, outbox and /metrics, /healthz, /readyz."""
+    import uvicorn
+
+    from followup.logs import configure_logging
+
+    spec = _service(service)
+    settings = load_settings(spec.settings_class())
+    configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+    asgi = spec.create_app(settings=settings)
+    uvicorn.run(
+        asgi,
+        host=host or settings.http_host,
+        port=port if port is not None else settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Publish demo traffic and print every message")] = False,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic")] = 3,
+    base_port: Annotated[int, typer.Option(help="Services listen on base+1 .. base+4")] = 8000,
+    policy: Annotated[Path | None, typer.Option(help="Policy file (default: demo policy with --demo)")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show service logs in demo mode")] = False,
+    minute: Annotated[float, typer.Option(help="Demo: real seconds per story minute")] = 15.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Demo: rounds of stories")] = 3,
+) -> None:
+    """Start the whole stack. Without KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL it starts an
+    embedded broker and PostgreSQL; Ctrl-C stops everything."""
+    from followup.stack.local import LocalStack, StackOptions
+
+    settings = load_settings(RuntimeSettings)
+    options = StackOptions(
+        partitions=partitions, demo=demo, base_port=base_port, policy_file=policy,
+        verbose=verbose, demo_minute_s=minute, demo_rounds=rounds,
+    )
+    raise typer.Exit(LocalStack(settings, options).run())
+
+
+@app.command()
+def simulate(
+    minute: Annotated[float, typer.Option(help="Real seconds per story minute")] = 15.0,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of stories")] = 3,
+) -> None:
+    """Publish demo shop events (orders, payments, shipments, after-sales) to the broker."""
+    from followup.demo.simulator import simulate as run_simulation
+    from followup.kafka import TopicNames
+
+    settings = load_settings(RuntimeSettings)
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS not set: point it at the broker to publish to")
+    count = asyncio.run(
+        run_simulation(
+            settings.kafka_bootstrap_servers,
+            TopicNames(settings.kafka_topic_prefix),
+            minute_s=minute,
+            rounds=rounds,
+        )
+    )
+    print(f"demo traffic done: {count} shop events published")
+
+
+@app.command()
+def receiver(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8099,
+    secret: Annotated[str, typer.Option(envvar="NOTIFIER_WEBHOOK_SECRET", help="Shared secret")] = "",
+) -> None:
+    """A local stand-in for the shop's gateway: prints each webhook message readably."""
+    import uvicorn
+
+    from followup.demo.receiver import ReceivedMessage, WebhookReceiver, describe
+
+    def show(message: ReceivedMessage) -> None:
+        print(describe(message), flush=True)
+
+    print(f"webhook receiver on http://127.0.0.1:{port}/messages", flush=True)
+    uvicorn.run(
+        WebhookReceiver(secret or None, on_message=show),
+        host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+    )
+
+
+@db_app.command("migrate")
+def db_migrate(
+    service: Annotated[list[str] | None, typer.Argument(help="Services (default: all)")] = None,
+) -> None:
+    """Apply pending migrations (idempotent; safe while services run)."""
+    from followup.db import migrate_dsn
+    from followup.services import SERVICES
+
+    settings = load_settings(RuntimeSettings)
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL not set: point it at the PostgreSQL to migrate")
+    for name in service or list(SERVICES):
+        spec = _service(name)
+        applied = asyncio.run(migrate_dsn(settings.database_url, spec.name, spec.migrations()))
+        print(f"{name}: {', '.join(applied) if applied else 'up to date'}")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate the environment and every section of the policy file."""
+    from followup.services import SERVICES
+
+    for spec in SERVICES.values():
+        settings = load_settings(spec.settings_class())
+        load_policy(settings.policy_path(), spec.name, spec.policy_class())
+    path = load_settings(RuntimeSettings).policy_path()
+    print(f"configuration ok (policy: {path or 'built-in defaults'})")
+
+
+def asyncapi_document() -> str:
+    """The AsyncAPI document of every topic the four services consume and produce."""
+    from faststream.specification import AsyncAPI
+
+    from followup.services import SERVICES
+
+    brokers = []
+    for spec in SERVICES.values():
+        # Fixed settings, not the environment: the document must not depend on a deployment.
+        settings = spec.settings_class()(
+            _env_file=None, kafka_bootstrap_servers="kafka:9092", kafka_topic_prefix="",
+            database_url="postgresql://followup@db/followup", notifier_dry_run=True,
+        )
+        brokers.append(spec.create_app(settings=settings).brokers[0])
+    document = AsyncAPI(
+        *brokers,
+        title="Order follow-up services",
+        version="1.0.0",
+        description="Shop events consumed by the reminder, logistics, after-sales and notifier "
+        "services, and the commands and status events they exchange. Every message value is a "
+        "CloudEvents 1.0 structured-mode JSON object.",
+    ).to_specification()
+    return json.dumps(document.to_jsonable(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+@app.command()
+def docs(
+    output: Annotated[Path, typer.Option(help="Where to write the document")] = ASYNCAPI_FILE,
+    check: Annotated[bool, typer.Option(help="Fail if the file is not current")] = False,
+) -> None:
+    """Write the AsyncAPI document for all topics (or check that the committed one is current)."""
+    document = asyncapi_document()
+    if check:
+        if not output.is_file() or output.read_text(encoding="utf-8") != document:
+            print(f"{output} is out of date: run `followup docs`", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{output} is current")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(document, encoding="utf-8")
+    print(f"wrote {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,138 @@
+"""PostgreSQL: one pool per service bound to the service's own schema, and its migrations."""
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Failures that say nothing about the data being processed: waiting and trying again is right.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for infrastructure failures (database or broker unreachable, deadlock, shutdown)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    from aiokafka.errors import KafkaError
+
+    return isinstance(
+        exc,
+        OSError
+        | ConnectionError
+        | TimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | KafkaError,
+    )
+
+
+def validate_schema_name(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}: use lower-case letters, digits, '_'")
+    return schema
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(
+    dsn: str, schema: str, *, size: int, connect_timeout_s: float
+) -> asyncpg.Pool:
+    """A pool whose connections see ``schema`` first; retried while PostgreSQL is starting."""
+    validate_schema_name(schema)
+    deadline = time.monotonic() + connect_timeout_s
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=size,
+                init=_init_connection,
+                server_settings={"search_path": f"{schema},public", "application_name": schema},
+            )
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database not reachable yet, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            return pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+
+
+def migrations_in(directory: Path, prefix: str) -> list[Migration]:
+    """``NNNN_name.sql`` files in order; the prefix keeps runtime and service versions apart."""
+    return [
+        Migration(version=f"{prefix}/{path.name}", sql=path.read_text())
+        for path in sorted(directory.glob("*.sql"))
+    ]
+
+
+async def migrate(
+    conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]
+) -> list[str]:
+    """Apply the migrations not yet recorded in ``schema``; safe to run from many replicas at once."""
+    validate_schema_name(schema)
+    applied: list[str] = []
+    async with conn.transaction():
+        # Replicas starting together queue here instead of racing on CREATE TABLE.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"followup-migrate:{schema}"
+        )
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(f"SET LOCAL search_path TO {schema}, public")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
+            )
+            applied.append(migration.version)
+    return applied
+
+
+async def migrate_dsn(dsn: str, schema: str, migrations: Sequence[Migration]) -> list[str]:
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn, schema, migrations)
+    finally:
+        await conn.close()
+
+
+def service_migrations(schema: str, service_dir: Path) -> list[Migration]:
+    """The runtime's tables (inbox, outbox, timers) followed by the service's own."""
+    return migrations_in(RUNTIME_MIGRATIONS, "runtime") + migrations_in(
+        service_dir / "migrations", schema
+    )
+
+
+def json_arg(value: Any) -> str:
+    """asyncpg's jsonb codec is per connection; unnest() over jsonb[] needs text in."""
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -1,0 +1,37 @@
+"""Background loops (timer claims, outbox relay, delivery workers) and how they wait."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from followup.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def wait_for_any(stop: asyncio.Event, timeout: float, *events: asyncio.Event) -> None:
+    """Sleep up to ``timeout``, returning early when ``stop`` or any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *events)]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def supervise(name: str, loop: Loop, stop: asyncio.Event, metrics: RuntimeMetrics) -> None:
+    """Run ``loop`` until ``stop``; restart it with backoff if it dies of an unexpected error,
+    so one bad row cannot silently end timer firing or publishing for the whole process."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await loop(stop)
+        except Exception:
+            metrics.loop_restarts.labels(name).inc()
+            log.exception("background loop %s failed; restarting in %.1fs", name, delay)
+            await wait_for_any(stop, delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return

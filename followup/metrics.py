@@ -1,0 +1,80 @@
+"""Metrics of the shared runtime; each service adds its domain metrics to the same registry.
+
+Labels never carry customer, order or case ids: those would make a series per customer.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class RuntimeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "followup_events_total",
+            "Consumed events by outcome (processed, duplicate, dead_lettered).",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "followup_batch_seconds",
+            "Time to store one consumed batch in its database transaction.",
+            ["topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.transient_errors = Counter(
+            "followup_transient_errors_total",
+            "Infrastructure failures that were retried (database or broker unreachable).",
+            ["component"],
+            registry=registry,
+        )
+        self.outbox_published = Counter(
+            "followup_outbox_published_total",
+            "Messages published from the outbox.",
+            ["topic"],
+            registry=registry,
+        )
+        self.outbox_lag = Histogram(
+            "followup_outbox_lag_seconds",
+            "Time from the outbox write (commit) to the broker's acknowledgement.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "followup_outbox_pending", "Messages waiting in the outbox.", registry=registry
+        )
+        self.timers_fired = Counter(
+            "followup_timers_fired_total", "Timers that fired.", ["kind"], registry=registry
+        )
+        self.timer_lateness = Histogram(
+            "followup_timer_lateness_seconds",
+            "How long after its due time a timer fired.",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.timers_pending = Gauge(
+            "followup_timers_pending",
+            "Timers waiting for their due time.",
+            ["kind"],
+            registry=registry,
+        )
+        self.timer_failures = Counter(
+            "followup_timer_failures_total",
+            "Timer handler failures; the timer is retried with backoff.",
+            ["kind"],
+            registry=registry,
+        )
+        self.timers_parked = Gauge(
+            "followup_timers_parked",
+            "Timers that failed too often and wait for a person (see the timers table).",
+            ["kind"],
+            registry=registry,
+        )
+        self.loop_restarts = Counter(
+            "followup_background_loop_restarts_total",
+            "Background loops restarted after an unexpected error.",
+            ["loop"],
+            registry=registry,
+        )

@@ -1,0 +1,167 @@
+"""Transactional outbox: write messages with the state change, publish them after commit."""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from faststream.kafka.publisher import DefaultPublisher
+
+from contracts.codec import encode, envelope
+from contracts.envelope import CloudEvent
+from contracts.notifications import (
+    CancelNotification,
+    CancelNotificationCommand,
+    SendNotification,
+    SendNotificationCommand,
+)
+from contracts.topics import Topic
+from followup.db import is_transient
+from followup.kafka import CLOUDEVENTS_CONTENT_TYPE
+from followup.loops import wait_for_any
+from followup.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    topic: str
+    """Contract topic name, without the deployment prefix."""
+    key: str | None
+    value: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def outbox_event(topic: str, key: str | None, event: CloudEvent) -> OutboxMessage:
+    return OutboxMessage(
+        topic=topic,
+        key=key,
+        value=encode(event),
+        headers={"content-type": CLOUDEVENTS_CONTENT_TYPE, "ce_type": event.type},
+    )
+
+
+# Commands get ids derived from their idempotency key, so a command produced twice (a timer
+# re-fired after a crash) is recognised as one event by the notifier's inbox as well.
+_COMMAND_IDS = uuid.UUID("6f1c2a8e-3d4b-4f0a-9a51-0c7e2b9d4e11")
+
+
+def notification_command(
+    command: SendNotification | CancelNotification, *, source: str, time: datetime
+) -> OutboxMessage:
+    """A command to the notifier, keyed by customer so one customer's messages stay in order."""
+    event: CloudEvent
+    if isinstance(command, SendNotification):
+        event_id = str(uuid.uuid5(_COMMAND_IDS, command.idempotency_key))
+        event = envelope(
+            SendNotificationCommand, command, source=source, time=time, event_id=event_id
+        )
+    else:
+        event = envelope(CancelNotificationCommand, command, source=source, time=time)
+    key = command.customer_id or command.order_id or getattr(command, "case_id", None)
+    return outbox_event(Topic.NOTIFICATIONS, key, event)
+
+
+async def add_to_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Must run inside the caller's transaction: the message exists iff the change commits."""
+    if not messages:
+        return
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, value, headers) "
+        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])",
+        [m.topic for m in messages],
+        [m.key.encode() if m.key is not None else None for m in messages],
+        [m.value for m in messages],
+        [dict(m.headers) for m in messages],
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order and deletes them once the broker has them.
+
+    One replica relays at a time (advisory lock), so messages with the same key leave in the
+    order they were written. A crash between publish and delete publishes again: consumers
+    deduplicate by event id and idempotency key.
+    """
+
+    def __init__(
+        self,
+        *,
+        schema: str,
+        pool: Callable[[], asyncpg.Pool],
+        publishers: Mapping[str, DefaultPublisher],
+        metrics: RuntimeMetrics,
+        batch_size: int,
+        poll_interval_s: float,
+    ) -> None:
+        self._schema = schema
+        self._pool = pool
+        self._publishers = publishers
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                published = await self.publish_batch()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._metrics.transient_errors.labels("outbox").inc()
+                log.warning("outbox relay waiting %.1fs: %s", delay, exc)
+                await wait_for_any(stop, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.1
+            if published < self._batch_size:
+                self._wakeup.clear()
+                await wait_for_any(stop, self._poll_interval_s, self._wakeup)
+
+    def _publisher(self, topic: str) -> DefaultPublisher:
+        try:
+            return self._publishers[topic]
+        except KeyError:
+            raise LookupError(
+                f"outbox row for topic {topic!r}, which this service does not declare it "
+                "publishes (ServiceRuntime.publishes)"
+            ) from None
+
+    async def publish_batch(self) -> int:
+        async with self._pool().acquire() as conn, conn.transaction():
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", f"followup-outbox:{self._schema}"
+            )
+            if not locked:
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, value, headers, "
+                "extract(epoch FROM now() - created_at) AS age_s "
+                "FROM outbox ORDER BY id LIMIT $1",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            pending = [
+                await self._publisher(row["topic"]).publish(
+                    row["value"], key=row["key"], headers=row["headers"], no_confirm=True
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+            for row in rows:
+                self._metrics.outbox_published.labels(row["topic"]).inc()
+                self._metrics.outbox_lag.observe(float(row["age_s"]))
+            return len(rows)

@@ -1,0 +1,1 @@
+"""The local stack: embedded broker and database, service processes, demo traffic."""

@@ -1,0 +1,239 @@
+"""Durable timers: due times as rows, claimed with SKIP LOCKED by any number of replicas.
+
+A claimed timer is deleted in the same transaction in which its handler records the effect
+(state change, outbox message), so a timer fires at most once per effect, and a crash before
+commit leaves it due for the next claim.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+
+from followup.clock import Clock
+from followup.db import is_transient
+from followup.loops import wait_for_any
+from followup.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timer:
+    kind: str
+    """What fires; selects the handler (e.g. ``unpaid_reminder``)."""
+    key: str
+    """Unique within the kind; scheduling the same key again moves the timer."""
+    subject: str
+    """What the timer is about (order, shipment, case id), to cancel all of its timers."""
+    due_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DueTimer(Timer):
+    attempts: int = 0
+
+
+TimerHandler = Callable[[asyncpg.Connection, Sequence[DueTimer]], Awaitable[None]]
+
+
+async def schedule_timers(
+    conn: asyncpg.Connection, timers: Sequence[Timer], *, replace: bool = True
+) -> None:
+    """Insert timers; an existing (kind, key) is moved when ``replace``, else left alone."""
+    if not timers:
+        return
+    conflict = (
+        "DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload, subject = "
+        "EXCLUDED.subject, attempts = 0, last_error = NULL, failed_at = NULL"
+        if replace
+        else "DO NOTHING"
+    )
+    # Sorted so that concurrent batches lock rows in the same order and cannot deadlock.
+    ordered = sorted(timers, key=lambda t: (t.kind, t.key))
+    await conn.execute(
+        "INSERT INTO timers (kind, key, subject, due_at, payload) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) "
+        f"ON CONFLICT (kind, key) {conflict}",
+        [t.kind for t in ordered],
+        [t.key for t in ordered],
+        [t.subject for t in ordered],
+        [t.due_at for t in ordered],
+        [dict(t.payload) for t in ordered],
+    )
+
+
+async def cancel_timers(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> int:
+    result = await conn.execute(
+        "DELETE FROM timers WHERE kind = $1 AND key = ANY($2::text[])", kind, list(keys)
+    )
+    return int(result.split()[-1])
+
+
+async def cancel_timers_of(
+    conn: asyncpg.Connection, subjects: Sequence[str], kinds: Sequence[str]
+) -> int:
+    """Delete every timer of these kinds about these subjects (e.g. all reminders of an order)."""
+    result = await conn.execute(
+        "DELETE FROM timers WHERE subject = ANY($1::text[]) AND kind = ANY($2::text[])",
+        list(subjects),
+        list(kinds),
+    )
+    return int(result.split()[-1])
+
+
+_CLAIM = """
+DELETE FROM timers t
+USING (
+    SELECT kind, key FROM timers
+    WHERE failed_at IS NULL AND due_at <= $1
+    ORDER BY due_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE t.kind = due.kind AND t.key = due.key
+RETURNING t.kind, t.key, t.subject, t.due_at, t.payload, t.attempts
+"""
+
+
+class TimerLoop:
+    """Fires due timers: wakes on NOTIFY from the timers table, on the clock jumping (tests),
+    and at least every ``poll_interval_s``; sleeps no longer than until the next due time."""
+
+    def __init__(
+        self,
+        *,
+        pool: Callable[[], asyncpg.Pool],
+        clock: Clock,
+        handlers: Mapping[str, TimerHandler],
+        metrics: RuntimeMetrics,
+        batch_size: int,
+        poll_interval_s: float,
+        max_attempts: int,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._handlers = handlers
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._max_attempts = max_attempts
+        self._wakeup = asyncio.Event()
+        clock.on_change(self.wake)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            self._wakeup.clear()
+            try:
+                while await self.fire_due() == self._batch_size and not stop.is_set():
+                    pass
+                wait_s = await self._seconds_until_next_due()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._metrics.transient_errors.labels("timers").inc()
+                log.warning("timer loop waiting %.1fs: %s", delay, exc)
+                await wait_for_any(stop, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.1
+            await wait_for_any(stop, wait_s, self._wakeup)
+
+    async def _seconds_until_next_due(self) -> float:
+        async with self._pool().acquire() as conn:
+            next_due: datetime | None = await conn.fetchval(
+                "SELECT min(due_at) FROM timers WHERE failed_at IS NULL"
+            )
+        if next_due is None:
+            return self._poll_interval_s
+        return max(0.0, min(self._poll_interval_s, (next_due - self._clock.now()).total_seconds()))
+
+    async def fire_due(self) -> int:
+        """Claim and handle one batch of due timers; returns how many were claimed."""
+        try:
+            async with self._pool().acquire() as conn, conn.transaction():
+                claimed = await self._claim(conn)
+                await self._dispatch(conn, claimed)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Something in the batch is broken: retry one by one so only the bad one waits.
+            log.warning("timer batch failed, retrying timers one by one: %r", exc)
+            return await self._fire_one_by_one()
+        self._observe(claimed)
+        return len(claimed)
+
+    async def _claim(self, conn: asyncpg.Connection, limit: int | None = None) -> list[DueTimer]:
+        rows = await conn.fetch(_CLAIM, self._clock.now(), limit or self._batch_size)
+        return [DueTimer(**dict(r)) for r in rows]
+
+    async def _dispatch(self, conn: asyncpg.Connection, claimed: Sequence[DueTimer]) -> None:
+        for kind, group in groupby(sorted(claimed, key=lambda t: t.kind), key=lambda t: t.kind):
+            handler = self._handlers.get(kind)
+            if handler is None:
+                raise LookupError(f"no handler for timer kind {kind!r}")
+            await handler(conn, list(group))
+
+    async def _fire_one_by_one(self) -> int:
+        fired = 0
+        for _ in range(self._batch_size):
+            claimed: list[DueTimer] = []
+            async with self._pool().acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        claimed = await self._claim(conn, limit=1)
+                        if not claimed:
+                            return fired
+                        await self._dispatch(conn, claimed)
+                except Exception as exc:
+                    if is_transient(exc) or not claimed:
+                        raise
+                    await self._record_failure(conn, claimed[0], exc)
+                else:
+                    self._observe(claimed)
+                    fired += 1
+        return fired
+
+    async def _record_failure(
+        self, conn: asyncpg.Connection, timer: DueTimer, exc: Exception
+    ) -> None:
+        attempts = timer.attempts + 1
+        parked = attempts >= self._max_attempts
+        retry_at = self._clock.now() + timedelta(seconds=min(2**attempts, 3600))
+        self._metrics.timer_failures.labels(timer.kind).inc()
+        log.error(
+            "timer %s/%s failed (attempt %d)%s: %r",
+            timer.kind,
+            timer.key,
+            attempts,
+            ", parked for inspection" if parked else "",
+            exc,
+        )
+        await conn.execute(
+            "UPDATE timers SET attempts = $3, last_error = $4, due_at = $5, failed_at = $6 "
+            "WHERE kind = $1 AND key = $2",
+            timer.kind,
+            timer.key,
+            attempts,
+            repr(exc)[:2000],
+            retry_at,
+            self._clock.now() if parked else None,
+        )
+
+    def _observe(self, claimed: Sequence[DueTimer]) -> None:
+        now = self._clock.now()
+        for timer in claimed:
+            self._metrics.timers_fired.labels(timer.kind).inc()
+            self._metrics.timer_lateness.labels(timer.kind).observe(
+                max(0.0, (now - timer.due_at).total_seconds())
+            )

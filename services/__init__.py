@@ -1,0 +1,1 @@
+"""The four follow-up services; each package has the same module layout (architecture.md)."""

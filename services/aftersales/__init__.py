@@ -1,0 +1,1 @@
+"""After-sales service: refund and return progress, with the shop's promises as timers."""

@@ -1,0 +1,1 @@
+"""Logistics service: proactive dispatch, stall, lateness and exception notices."""

@@ -1,0 +1,1 @@
+"""Notifier service: the one place where messages are rendered and delivered."""

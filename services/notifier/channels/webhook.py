@@ -1,0 +1,62 @@
+"""The shop's own messaging gateway, exactly as platform-contract.md specifies it."""
+
+import hashlib
+import hmac
+import json
+
+import httpx
+
+from services.notifier.channels import OutgoingMessage, Outcome, SendResult
+
+
+def webhook_body(message: OutgoingMessage) -> bytes:
+    body = {
+        "message_id": message.message_id,
+        "idempotency_key": message.idempotency_key,
+        "kind": message.kind,
+        "order_id": message.order_id,
+        "customer_id": message.customer_id,
+        "case_id": message.case_id,
+        "locale": message.locale,
+        "subject": message.subject,
+        "text": message.text,
+        "meta": message.meta,
+        "created_at": message.created_at,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of the raw body>``, the X-Signature header value."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+        self._url = url
+        self._secret = secret.encode()
+        self._client = client
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        body = webhook_body(message)
+        try:
+            response = await self._client.post(
+                self._url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": message.idempotency_key,
+                    "X-Signature": signature(self._secret, body),
+                },
+            )
+        except httpx.HTTPError as exc:
+            return SendResult(Outcome.RETRY, self.name, f"{type(exc).__name__}: {exc}")
+        if response.is_success:
+            return SendResult(Outcome.DELIVERED, self.name, str(response.status_code))
+        # The contract: any other answer means "try again later", 4xx included; the same
+        # Idempotency-Key lets the gateway drop repeats.
+        return SendResult(
+            Outcome.RETRY, self.name, f"HTTP {response.status_code}: {response.text[:200]}"
+        )

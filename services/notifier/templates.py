@@ -1,0 +1,163 @@
+"""Message templates: one TOML file per name and locale, rendered in a Jinja sandbox.
+
+A file ``<locale>/<name>.toml`` holds ``subject``, ``text`` (gateway, e-mail) and ``sms`` (short
+form) plus a ``[sample]`` table of variables used by the template check. Rendering fails
+loudly on a missing variable, and a template cannot run code (sandbox, no imports).
+"""
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, TemplateError, pass_context
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+
+_CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$"}
+_EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class TemplateProblem(Exception):
+    """A template cannot be loaded or rendered; the message names the file and the cause."""
+
+
+class TemplateFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    sms: str = Field(min_length=1)
+    sample: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    locale: str
+    path: Path
+    body: TemplateFile
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template: str
+    locale: str
+    subject: str
+    text: str
+    sms: str
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _in_zone(context: Context, value: str | datetime) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(ZoneInfo(context["_timezone"]))
+
+
+def _is_chinese(context: Context) -> bool:
+    return str(context["_locale"]).lower().startswith("zh")
+
+
+@pass_context
+def _datetime(context: Context, value: str | datetime) -> str:
+    """``11月23日 10:00`` / ``23 Nov, 10:00``, in the customer's timezone."""
+    moment = _in_zone(context, value)
+    if _is_chinese(context):
+        return f"{moment.month}月{moment.day}日 {moment:%H:%M}"
+    return f"{moment.day} {_EN_MONTHS[moment.month - 1]}, {moment:%H:%M}"
+
+
+@pass_context
+def _date(context: Context, value: str | datetime | date) -> str:
+    """``11月23日`` / ``23 Nov``; a date-only value (a promised delivery day) stays as it is."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    day = _in_zone(context, value).date() if isinstance(value, datetime) else value
+    if _is_chinese(context):
+        return f"{day.month}月{day.day}日"
+    return f"{day.day} {_EN_MONTHS[day.month - 1]}"
+
+
+@pass_context
+def _time(context: Context, value: str | datetime) -> str:
+    return f"{_in_zone(context, value):%H:%M}"
+
+
+def _money(amount: str | Decimal | int, currency: str) -> str:
+    value = Decimal(str(amount))
+    symbol = _CURRENCY_SYMBOLS.get(currency)
+    return f"{symbol}{value:,.2f}" if symbol else f"{value:,.2f} {currency}"
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
+    )
+    env.filters.update(datetime=_datetime, date=_date, time=_time, money=_money)
+    return env
+
+
+class TemplateCatalog:
+    """All templates from the shop's directory (if any) and ours; the shop's win."""
+
+    def __init__(self, directories: Sequence[Path], *, default_locale: str) -> None:
+        self._env = _environment()
+        self._default_locale = default_locale
+        self._templates: dict[tuple[str, str], Template] = {}
+        for directory in reversed(directories):  # later (higher priority) dirs overwrite
+            for template in load_directory(directory):
+                self._templates[(template.locale, template.name)] = template
+        self.locales = sorted({locale for locale, _ in self._templates})
+
+    def __iter__(self) -> Any:
+        return iter(self._templates.values())
+
+    def resolve(self, name: str, locale: str) -> Template:
+        """The most specific template in the customer's language, falling back first on the
+        name (``a.b.c`` -> ``a.b`` -> ``a``), then on the language, then the default locale."""
+        names = [".".join(name.split(".")[:n]) for n in range(name.count(".") + 1, 0, -1)]
+        for candidate_locale in self._locale_chain(locale):
+            for candidate in names:
+                if (template := self._templates.get((candidate_locale, candidate))) is not None:
+                    return template
+        raise TemplateProblem(f"no template {name!r} for locale {locale!r} or its fallbacks")
+
+    def _locale_chain(self, locale: str) -> list[str]:
+        language = locale.split("-")[0].lower()
+        same_language = [loc for loc in self.locales if loc.split("-")[0].lower() == language]
+        exact = [loc for loc in self.locales if loc.lower() == locale.lower()]
+        return list(dict.fromkeys([*exact, *same_language, self._default_locale]))
+
+    def render(
+        self, name: str, locale: str, timezone: str, variables: Mapping[str, Any]
+    ) -> Rendered:
+        template = self.resolve(name, locale)
+        context = {**variables, "_locale": template.locale, "_timezone": timezone}
+        try:
+            parts = {
+                part: self._env.from_string(getattr(template.body, part)).render(context).strip()
+                for part in ("subject", "text", "sms")
+            }
+        except TemplateError as exc:
+            raise TemplateProblem(f"{template.path}: {exc}") from exc
+        return Rendered(
+            template=template.name, locale=template.locale, variables=variables, **parts
+        )
+
+
+def load_directory(directory: Path) -> list[Template]:
+    templates = []
+    for path in sorted(directory.glob("*/*.toml")):
+        try:
+            body = TemplateFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise TemplateProblem(f"{path}: {exc}") from exc
+        templates.append(Template(name=path.stem, locale=path.parent.name, path=path, body=body))
+    return templates

@@ -1,0 +1,155 @@
+"""The first slice through real Kafka, PostgreSQL and HTTP: order -> timer -> outbox ->
+notifier -> signed webhook, with the reminder and notifier running in this process on a
+manual clock."""
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from followup.clock import ManualClock
+from followup.demo.receiver import ReceiverServer, WebhookReceiver
+from services.notifier.app import create_app as notifier_app
+from services.notifier.settings import NotifierSettings
+from services.reminder.app import create_app as reminder_app
+from services.reminder.settings import ReminderSettings
+from tests.harness import (
+    Kafka,
+    eventually,
+    order_created,
+    payment_succeeded,
+    running,
+    service_settings,
+)
+
+pytestmark = pytest.mark.integration
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=SHANGHAI)
+SECRET = "test-secret-0123456789abcdef"
+
+
+@dataclass
+class Slice:
+    kafka: Kafka
+    clock: ManualClock
+    receiver: WebhookReceiver
+    db: asyncpg.Connection
+
+    async def timers_of(self, order_id: str) -> int:
+        count: int = await self.db.fetchval(
+            "SELECT count(*) FROM reminder.timers WHERE subject = $1", order_id
+        )
+        return count
+
+    async def decisions_of(self, order_id: str) -> list[tuple[int | None, str, str]]:
+        rows = await self.db.fetch(
+            "SELECT tier, decision, reason FROM reminder.reminder_decisions WHERE order_id = $1 ORDER BY id",
+            order_id,
+        )
+        return [(r["tier"], r["decision"], r["reason"]) for r in rows]
+
+
+@pytest.fixture
+async def first_slice(kafka: Kafka, database: str) -> AsyncIterator[Slice]:
+    clock = ManualClock(T0)
+    receiver = WebhookReceiver(SECRET)
+    server = ReceiverServer(receiver)
+    url = await server.start()
+    reminder = reminder_app(service_settings(ReminderSettings, kafka, database), clock=clock)
+    notifier = notifier_app(
+        service_settings(
+            NotifierSettings, kafka, database,
+            notifier_webhook_url=url, notifier_webhook_secret=SECRET,
+        ),
+        clock=clock,
+    )
+    db = await asyncpg.connect(database)
+    try:
+        async with running(reminder, notifier):
+            yield Slice(kafka, clock, receiver, db)
+    finally:
+        await db.close()
+        await server.stop()
+
+
+async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: Slice) -> None:
+    s = first_slice
+    await s.kafka.publish("shop.orders", order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24)), key="O-1")
+    await eventually(lambda: s.timers_of("O-1"), lambda n: n == 3, what="three tiers planned")
+
+    s.clock.advance(timedelta(minutes=15))
+    await eventually(lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder")
+
+    message = s.receiver.accepted[0]
+    body = message.payload
+    assert message.signature_valid
+    assert message.headers["content-type"] == "application/json"
+    assert message.headers["idempotency-key"] == "unpaid_reminder:O-1:1"
+    assert list(body) == [
+        "message_id", "idempotency_key", "kind", "order_id", "customer_id", "case_id",
+        "locale", "subject", "text", "meta", "created_at",
+    ]
+    assert body["kind"] == "unpaid_reminder"
+    assert body["order_id"] == "O-1"
+    assert body["customer_id"] == "C-1"
+    assert body["case_id"] is None
+    assert body["locale"] == "zh-CN"
+    assert body["meta"] == {"tier": 1}
+    assert "O-1" in body["text"]
+    assert "王女士" in body["text"]
+    assert "11月23日 10:00" in body["text"]  # the deadline, in the customer's timezone
+    assert datetime.fromisoformat(body["created_at"]).utcoffset() == timedelta(hours=8)
+
+    statuses = await s.kafka.read_all("followup.notification-status", expected=1)
+    status = json.loads(statuses[0].value)
+    assert status["type"] == "followup.notification.sent"
+    assert status["data"]["message_id"] == body["message_id"]
+    assert status["data"]["channel"] == "webhook"
+
+
+async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice) -> None:
+    s = first_slice
+    deadline = T0 + timedelta(hours=24)
+    await s.kafka.publish("shop.orders", order_created("O-2", at=T0, deadline=deadline), key="O-2")
+    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 3, what="tiers planned")
+    await s.kafka.publish("shop.payments", payment_succeeded("O-2", at=T0 + timedelta(minutes=5)), key="O-2")
+    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 0, what="tiers cancelled")
+
+    # A control order due at the same moment proves the timers ran past that time.
+    await s.kafka.publish("shop.orders", order_created("O-3", at=T0, deadline=deadline), key="O-3")
+    await eventually(lambda: s.timers_of("O-3"), lambda n: n == 3, what="control tiers planned")
+    s.clock.advance(timedelta(minutes=15))
+    await eventually(lambda: _async(len(s.receiver.accepted)), lambda n: n >= 1, what="control reminder")
+
+    assert [m.payload["order_id"] for m in s.receiver.received] == ["O-3"]
+    assert await s.decisions_of("O-2") == [
+        (1, "scheduled", "tier_planned"),
+        (2, "scheduled", "tier_planned"),
+        (3, "scheduled", "tier_planned"),
+        (None, "cancelled", "order_paid"),
+    ]
+
+
+async def test_payment_that_arrives_before_the_order_event_is_remembered(first_slice: Slice) -> None:
+    s = first_slice
+    await s.kafka.publish("shop.payments", payment_succeeded("O-4", at=T0 + timedelta(minutes=1)), key="O-4")
+    await eventually(
+        lambda: s.db.fetchval("SELECT status FROM reminder.orders WHERE order_id = 'O-4'"),
+        lambda status: status == "paid",
+        what="payment recorded",
+    )
+    await s.kafka.publish(
+        "shop.orders", order_created("O-4", at=T0, deadline=T0 + timedelta(hours=24)), key="O-4"
+    )
+    await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 2, what="decisions")
+    assert await s.decisions_of("O-4") == [(None, "cancelled", "order_paid"), (None, "skipped", "order_paid")]
+    assert await s.timers_of("O-4") == 0
+
+
+async def _async(value: int) -> int:
+    return value
