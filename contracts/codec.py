@@ -143,13 +143,15 @@ def envelope(
 ) -> E:
     """Wrap ``data`` in a CloudEvents envelope of the given event class."""
     event_type = event_class.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    return event_class(
-        specversion="1.0",
-        id=event_id or str(uuid.uuid4()),
-        source=source,
-        type=event_type,
-        time=time,
-        data=data,
+    return event_class.model_validate(
+        {
+            "specversion": "1.0",
+            "id": event_id or str(uuid.uuid4()),
+            "source": source,
+            "type": event_type,
+            "time": time,
+            "data": data,
+        }
     )
 
 

@@ -49,7 +49,7 @@ class SendNotification(Contract):
         "delivered twice, however often it arrives. Built from natural keys.",
         examples=["unpaid_reminder:O-1001:1"],
     )
-    kind: NotificationKind
+    kind: NotificationKind = Field(description="What the message is about.")
     template: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$",
@@ -58,7 +58,7 @@ class SendNotification(Contract):
         examples=["unpaid_reminder.new.1"],
     )
     customer_id: str | None = Field(default=None, description="Recipient; none for ops messages.")
-    order_id: str | None = None
+    order_id: str | None = Field(default=None, description="The order the message is about.")
     case_id: str | None = Field(default=None, description="After-sales case, when there is one.")
     locale: Locale = Field(default="zh-CN", description="Customer's language; templates fall back.")
     timezone: TimeZoneName = Field(
@@ -73,7 +73,11 @@ class SendNotification(Contract):
         "the gateway's `meta` so staff can see the reason.",
         examples=[{"tier": 1, "segment": "new"}],
     )
-    priority: Priority = Priority.NORMAL
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        description="Service notices (exceptions, refunds) outrank recovery reminders when a "
+        "customer's contact budget is spent.",
+    )
     message_class: MessageClass = Field(
         description="Marketing-like (reminders) or transactional (notices about the order)."
     )
@@ -99,8 +103,12 @@ class CancelNotification(Contract):
     customer_id: str | None = Field(
         default=None, description="Routes the command to the partition of the customer's sends."
     )
-    kinds: list[NotificationKind] = Field(default_factory=list)
-    reason: str = Field(min_length=1, examples=["order_paid"])
+    kinds: list[NotificationKind] = Field(
+        default_factory=list, description="Kinds to drop for `order_id`."
+    )
+    reason: str = Field(
+        min_length=1, description="Recorded with each dropped message.", examples=["order_paid"]
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -112,43 +120,55 @@ class DeliveryStatus(StrEnum):
 class NotificationStatus(Contract):
     """What became of one message."""
 
-    message_id: str
-    idempotency_key: str
-    kind: NotificationKind
-    status: DeliveryStatus
+    message_id: str = Field(description="The notifier's id of the message (a UUID).")
+    idempotency_key: str = Field(description="The command's idempotency key.")
+    kind: NotificationKind = Field(description="What the message was about.")
+    status: DeliveryStatus = Field(description="Sent, failed or suppressed.")
     reason: str | None = Field(default=None, description="Why it failed or was suppressed.")
-    channel: str | None = Field(default=None, examples=["webhook", "sms", "email"])
-    provider: str | None = None
-    attempts: int = Field(default=0, ge=0)
-    customer_id: str | None = None
-    order_id: str | None = None
-    case_id: str | None = None
-    at: AwareDatetime
+    channel: str | None = Field(
+        default=None, description="Channel that carried it.", examples=["webhook", "sms", "email"]
+    )
+    provider: str | None = Field(default=None, description="Provider within the channel.")
+    attempts: int = Field(default=0, ge=0, description="Delivery attempts made.")
+    customer_id: str | None = Field(default=None, description="Recipient.")
+    order_id: str | None = Field(default=None, description="The order it was about.")
+    case_id: str | None = Field(default=None, description="The after-sales case it was about.")
+    at: AwareDatetime = Field(description="When the outcome was recorded.")
 
 
 class SendNotificationCommand(CloudEvent):
-    type: Literal["followup.notification.send"]
-    data: SendNotification
+    type: Literal["followup.notification.send"] = Field(
+        description="Always `followup.notification.send`."
+    )
+    data: SendNotification = Field(description="The message's payload.")
 
 
 class CancelNotificationCommand(CloudEvent):
-    type: Literal["followup.notification.cancel"]
-    data: CancelNotification
+    type: Literal["followup.notification.cancel"] = Field(
+        description="Always `followup.notification.cancel`."
+    )
+    data: CancelNotification = Field(description="The message's payload.")
 
 
 class NotificationSentEvent(CloudEvent):
-    type: Literal["followup.notification.sent"]
-    data: NotificationStatus
+    type: Literal["followup.notification.sent"] = Field(
+        description="Always `followup.notification.sent`."
+    )
+    data: NotificationStatus = Field(description="The message's payload.")
 
 
 class NotificationFailedEvent(CloudEvent):
-    type: Literal["followup.notification.failed"]
-    data: NotificationStatus
+    type: Literal["followup.notification.failed"] = Field(
+        description="Always `followup.notification.failed`."
+    )
+    data: NotificationStatus = Field(description="The message's payload.")
 
 
 class NotificationSuppressedEvent(CloudEvent):
-    type: Literal["followup.notification.suppressed"]
-    data: NotificationStatus
+    type: Literal["followup.notification.suppressed"] = Field(
+        description="Always `followup.notification.suppressed`."
+    )
+    data: NotificationStatus = Field(description="The message's payload.")
 
 
 NotificationCommand = Annotated[

@@ -9,6 +9,10 @@ from pydantic import AwareDatetime, BeforeValidator, EmailStr, Field, NonNegativ
 from contracts.envelope import CloudEvent, Contract
 from contracts.values import CurrencyCode, Locale, Money, PhoneNumber, TimeZoneName
 
+ORDER_ID = "Order id on the shop platform; also the Kafka message key."
+SHIPMENT_ID = "Shipment id; an order can have several shipments."
+CASE_ID = "After-sales case id; an order can have several cases."
+
 
 class MemberLevel(StrEnum):
     NONE = "none"
@@ -63,65 +67,71 @@ def _address_from_text(value: Any) -> Any:
 class ShippingAddress(Contract):
     recipient: str | None = Field(default=None, description="Who receives the parcel.")
     phone: PhoneNumber | None = Field(default=None, description="Recipient's phone (E.164).")
-    country: str | None = None
+    country: str | None = Field(default=None, description="Country (ISO 3166 code or name).")
     region: str | None = Field(default=None, description="Province or state.")
-    city: str | None = None
-    district: str | None = None
+    city: str | None = Field(default=None, description="City.")
+    district: str | None = Field(default=None, description="District or county.")
     street: str | None = Field(default=None, description="Street, building and unit.")
-    postal_code: str | None = None
+    postal_code: str | None = Field(default=None, description="Postal code.")
 
 
 class Destination(Contract):
-    city: str | None = None
-    region: str | None = None
-    country: str | None = None
+    city: str | None = Field(default=None, description="Destination city.")
+    region: str | None = Field(default=None, description="Destination province or state.")
+    country: str | None = Field(default=None, description="Destination country.")
 
 
 # --- shop.orders ----------------------------------------------------------------------------
 
 
 class OrderCreated(Contract):
-    order_id: str = Field(min_length=1, examples=["O-1001"])
-    customer: Customer
-    items: list[Item] = Field(min_length=1)
+    order_id: str = Field(min_length=1, description=ORDER_ID, examples=["O-1001"])
+    customer: Customer = Field(description="The buyer.")
+    items: list[Item] = Field(min_length=1, description="What was ordered.")
     total: Money = Field(description="Amount payable (decimal string).")
     currency: CurrencyCode
-    created_at: AwareDatetime
+    created_at: AwareDatetime = Field(description="When the order was placed.")
     pay_deadline: AwareDatetime = Field(
         description="When the platform closes the order if it is still unpaid."
     )
-    shop_id: str | None = None
-    shipping_address: Annotated[ShippingAddress | None, BeforeValidator(_address_from_text)] = None
+    shop_id: str | None = Field(default=None, description="Shop, for platforms with many.")
+    shipping_address: Annotated[ShippingAddress | None, BeforeValidator(_address_from_text)] = (
+        Field(default=None, description="Delivery address; an object, or one formatted line.")
+    )
 
 
 class OrderCancelled(Contract):
-    order_id: str = Field(min_length=1)
-    cancelled_at: AwareDatetime
-    reason: str | None = None
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    cancelled_at: AwareDatetime = Field(description="When the order was cancelled.")
+    reason: str | None = Field(default=None, description="Why, as the platform records it.")
 
 
 class OrderClosed(Contract):
-    order_id: str = Field(min_length=1)
-    closed_at: AwareDatetime
-    reason: str | None = Field(default=None, examples=["unpaid_timeout"])
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    closed_at: AwareDatetime = Field(description="When the platform closed the order.")
+    reason: str | None = Field(
+        default=None, description="Why it was closed.", examples=["unpaid_timeout"]
+    )
 
 
 # --- shop.payments --------------------------------------------------------------------------
 
 
 class PaymentSucceeded(Contract):
-    order_id: str = Field(min_length=1)
-    paid_at: AwareDatetime
-    amount: Money
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    paid_at: AwareDatetime = Field(description="When the payment succeeded.")
+    amount: Money = Field(description="Amount paid (decimal string).")
     currency: CurrencyCode
-    payment_id: str | None = None
-    method: str | None = Field(default=None, examples=["alipay", "wechat_pay", "card"])
+    payment_id: str | None = Field(default=None, description="Payment id on the platform.")
+    method: str | None = Field(
+        default=None, description="Payment method.", examples=["alipay", "wechat_pay", "card"]
+    )
 
 
 class PaymentFailed(Contract):
-    order_id: str = Field(min_length=1)
-    failed_at: AwareDatetime
-    reason: str | None = None
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    failed_at: AwareDatetime = Field(description="When the payment attempt failed.")
+    reason: str | None = Field(default=None, description="The payment provider's reason.")
 
 
 # --- shop.shipments -------------------------------------------------------------------------
@@ -154,24 +164,28 @@ EstimatedDelivery = Annotated[
 
 
 class ShipmentDispatched(Contract):
-    order_id: str = Field(min_length=1)
-    shipment_id: str = Field(min_length=1)
-    carrier: str = Field(min_length=1, examples=["SF Express"])
-    tracking_number: str = Field(min_length=1)
-    dispatched_at: AwareDatetime
-    estimated_delivery: EstimatedDelivery | None = None
-    service_level: ServiceLevel | None = None
-    destination: Destination | None = None
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    shipment_id: str = Field(min_length=1, description=SHIPMENT_ID)
+    carrier: str = Field(min_length=1, description="Carrier name.", examples=["SF Express"])
+    tracking_number: str = Field(min_length=1, description="The carrier's tracking number.")
+    dispatched_at: AwareDatetime = Field(description="When the parcel left the warehouse.")
+    estimated_delivery: EstimatedDelivery | None = Field(
+        default=None, description="Promised delivery: a date, or a time with offset."
+    )
+    service_level: ServiceLevel | None = Field(
+        default=None, description="Express or standard; decides the stall thresholds."
+    )
+    destination: Destination | None = Field(default=None, description="Where it is going.")
 
 
 class ShipmentTracking(Contract):
-    order_id: str = Field(min_length=1)
-    shipment_id: str = Field(min_length=1)
-    status: TrackingStatus
-    scanned_at: AwareDatetime
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    shipment_id: str = Field(min_length=1, description=SHIPMENT_ID)
+    status: TrackingStatus = Field(description="Normalised status of this scan.")
+    scanned_at: AwareDatetime = Field(description="When the carrier scanned the parcel.")
     carrier_code: str | None = Field(default=None, description="The carrier's raw status code.")
-    description: str | None = None
-    location: str | None = None
+    description: str | None = Field(default=None, description="The carrier's scan text.")
+    location: str | None = Field(default=None, description="Where the scan happened.")
     estimated_delivery: EstimatedDelivery | None = Field(
         default=None, description="Revised delivery estimate, when the carrier gives one."
     )
@@ -187,21 +201,23 @@ class AftersaleKind(StrEnum):
 
 
 class AftersaleRequested(Contract):
-    case_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    kind: AftersaleKind
-    requested_at: AwareDatetime
-    amount: Money | None = None
-    currency: CurrencyCode | None = None
-    reason: str | None = None
+    case_id: str = Field(min_length=1, description=CASE_ID)
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    kind: AftersaleKind = Field(description="Refund only, return and refund, or exchange.")
+    requested_at: AwareDatetime = Field(description="When the customer filed the request.")
+    amount: Money | None = Field(default=None, description="Amount asked for (decimal string).")
+    currency: CurrencyCode | None = Field(default=None, description="ISO 4217 code of `amount`.")
+    reason: str | None = Field(
+        default=None, description="The customer's reason.", examples=["wrong size"]
+    )
 
 
 class AftersaleStep(Contract):
     """Fields every later after-sales step carries."""
 
-    case_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    at: AwareDatetime
+    case_id: str = Field(min_length=1, description=CASE_ID)
+    order_id: str = Field(min_length=1, description=ORDER_ID)
+    at: AwareDatetime = Field(description="When the step happened.")
 
 
 class AftersaleApproved(AftersaleStep):
@@ -209,12 +225,12 @@ class AftersaleApproved(AftersaleStep):
 
 
 class AftersaleRejected(AftersaleStep):
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="Why the request was declined.")
 
 
 class AftersaleReturnShipped(AftersaleStep):
-    carrier: str | None = None
-    tracking_number: str | None = None
+    carrier: str | None = Field(default=None, description="Carrier of the returned parcel.")
+    tracking_number: str | None = Field(default=None, description="Its tracking number.")
 
 
 class AftersaleReturnReceived(AftersaleStep):
@@ -222,9 +238,13 @@ class AftersaleReturnReceived(AftersaleStep):
 
 
 class AftersaleRefunded(AftersaleStep):
-    amount: Money | None = None
-    currency: CurrencyCode | None = None
-    method: str | None = Field(default=None, examples=["original", "alipay", "card"])
+    amount: Money | None = Field(default=None, description="Amount refunded (decimal string).")
+    currency: CurrencyCode | None = Field(default=None, description="ISO 4217 code of `amount`.")
+    method: str | None = Field(
+        default=None,
+        description="Where the money goes back to.",
+        examples=["original", "alipay", "card"],
+    )
 
 
 class AftersaleClosed(AftersaleStep):
@@ -237,77 +257,91 @@ class AftersaleClosed(AftersaleStep):
 class OrderCreatedEvent(CloudEvent):
     """An order was placed; it is unpaid until `shop.payment.succeeded`."""
 
-    type: Literal["shop.order.created"]
-    data: OrderCreated
+    type: Literal["shop.order.created"] = Field(description="Always `shop.order.created`.")
+    data: OrderCreated = Field(description="The event's payload.")
 
 
 class OrderCancelledEvent(CloudEvent):
-    type: Literal["shop.order.cancelled"]
-    data: OrderCancelled
+    type: Literal["shop.order.cancelled"] = Field(description="Always `shop.order.cancelled`.")
+    data: OrderCancelled = Field(description="The event's payload.")
 
 
 class OrderClosedEvent(CloudEvent):
     """The platform closed the order, e.g. unpaid at `pay_deadline`."""
 
-    type: Literal["shop.order.closed"]
-    data: OrderClosed
+    type: Literal["shop.order.closed"] = Field(description="Always `shop.order.closed`.")
+    data: OrderClosed = Field(description="The event's payload.")
 
 
 class PaymentSucceededEvent(CloudEvent):
-    type: Literal["shop.payment.succeeded"]
-    data: PaymentSucceeded
+    type: Literal["shop.payment.succeeded"] = Field(description="Always `shop.payment.succeeded`.")
+    data: PaymentSucceeded = Field(description="The event's payload.")
 
 
 class PaymentFailedEvent(CloudEvent):
-    type: Literal["shop.payment.failed"]
-    data: PaymentFailed
+    type: Literal["shop.payment.failed"] = Field(description="Always `shop.payment.failed`.")
+    data: PaymentFailed = Field(description="The event's payload.")
 
 
 class ShipmentDispatchedEvent(CloudEvent):
-    type: Literal["shop.shipment.dispatched"]
-    data: ShipmentDispatched
+    type: Literal["shop.shipment.dispatched"] = Field(
+        description="Always `shop.shipment.dispatched`."
+    )
+    data: ShipmentDispatched = Field(description="The event's payload.")
 
 
 class ShipmentTrackingEvent(CloudEvent):
     """One carrier scan, normalised."""
 
-    type: Literal["shop.shipment.tracking"]
-    data: ShipmentTracking
+    type: Literal["shop.shipment.tracking"] = Field(description="Always `shop.shipment.tracking`.")
+    data: ShipmentTracking = Field(description="The event's payload.")
 
 
 class AftersaleRequestedEvent(CloudEvent):
-    type: Literal["shop.aftersale.requested"]
-    data: AftersaleRequested
+    type: Literal["shop.aftersale.requested"] = Field(
+        description="Always `shop.aftersale.requested`."
+    )
+    data: AftersaleRequested = Field(description="The event's payload.")
 
 
 class AftersaleApprovedEvent(CloudEvent):
-    type: Literal["shop.aftersale.approved"]
-    data: AftersaleApproved
+    type: Literal["shop.aftersale.approved"] = Field(
+        description="Always `shop.aftersale.approved`."
+    )
+    data: AftersaleApproved = Field(description="The event's payload.")
 
 
 class AftersaleRejectedEvent(CloudEvent):
-    type: Literal["shop.aftersale.rejected"]
-    data: AftersaleRejected
+    type: Literal["shop.aftersale.rejected"] = Field(
+        description="Always `shop.aftersale.rejected`."
+    )
+    data: AftersaleRejected = Field(description="The event's payload.")
 
 
 class AftersaleReturnShippedEvent(CloudEvent):
-    type: Literal["shop.aftersale.return_shipped"]
-    data: AftersaleReturnShipped
+    type: Literal["shop.aftersale.return_shipped"] = Field(
+        description="Always `shop.aftersale.return_shipped`."
+    )
+    data: AftersaleReturnShipped = Field(description="The event's payload.")
 
 
 class AftersaleReturnReceivedEvent(CloudEvent):
-    type: Literal["shop.aftersale.return_received"]
-    data: AftersaleReturnReceived
+    type: Literal["shop.aftersale.return_received"] = Field(
+        description="Always `shop.aftersale.return_received`."
+    )
+    data: AftersaleReturnReceived = Field(description="The event's payload.")
 
 
 class AftersaleRefundedEvent(CloudEvent):
-    type: Literal["shop.aftersale.refunded"]
-    data: AftersaleRefunded
+    type: Literal["shop.aftersale.refunded"] = Field(
+        description="Always `shop.aftersale.refunded`."
+    )
+    data: AftersaleRefunded = Field(description="The event's payload.")
 
 
 class AftersaleClosedEvent(CloudEvent):
-    type: Literal["shop.aftersale.closed"]
-    data: AftersaleClosed
+    type: Literal["shop.aftersale.closed"] = Field(description="Always `shop.aftersale.closed`.")
+    data: AftersaleClosed = Field(description="The event's payload.")
 
 
 OrderEvent = Annotated[

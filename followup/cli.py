@@ -14,8 +14,10 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema commands.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topic commands.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
 app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 
 ASYNCAPI_FILE = Path("docs/asyncapi.json")
@@ -57,10 +59,16 @@ def run(
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option(help="Publish demo traffic and print every message")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Publish demo traffic and print every message")
+    ] = False,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic")] = 3,
-    base_port: Annotated[int, typer.Option(help="Services listen on base+1 .. base+4")] = 8000,
-    policy: Annotated[Path | None, typer.Option(help="Policy file (default: demo policy with --demo)")] = None,
+    base_port: Annotated[
+        int, typer.Option(help="Services listen on base+1 .. base+4; 0 picks free ports")
+    ] = 8000,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy file (default: demo policy with --demo)")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show service logs in demo mode")] = False,
     minute: Annotated[float, typer.Option(help="Demo: real seconds per story minute")] = 15.0,
     rounds: Annotated[int, typer.Option(min=1, help="Demo: rounds of stories")] = 3,
@@ -71,8 +79,13 @@ def up(
 
     settings = load_settings(RuntimeSettings)
     options = StackOptions(
-        partitions=partitions, demo=demo, base_port=base_port, policy_file=policy,
-        verbose=verbose, demo_minute_s=minute, demo_rounds=rounds,
+        partitions=partitions,
+        demo=demo,
+        base_port=base_port,
+        policy_file=policy,
+        verbose=verbose,
+        demo_minute_s=minute,
+        demo_rounds=rounds,
     )
     raise typer.Exit(LocalStack(settings, options).run())
 
@@ -103,7 +116,9 @@ def simulate(
 @app.command()
 def receiver(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8099,
-    secret: Annotated[str, typer.Option(envvar="NOTIFIER_WEBHOOK_SECRET", help="Shared secret")] = "",
+    secret: Annotated[
+        str, typer.Option(envvar="NOTIFIER_WEBHOOK_SECRET", help="Shared secret")
+    ] = "",
 ) -> None:
     """A local stand-in for the shop's gateway: prints each webhook message readably."""
     import uvicorn
@@ -116,7 +131,10 @@ def receiver(
     print(f"webhook receiver on http://127.0.0.1:{port}/messages", flush=True)
     uvicorn.run(
         WebhookReceiver(secret or None, on_message=show),
-        host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
     )
 
 
@@ -135,6 +153,25 @@ def db_migrate(
         spec = _service(name)
         applied = asyncio.run(migrate_dsn(settings.database_url, spec.name, spec.migrations()))
         print(f"{name}: {', '.join(applied) if applied else 'up to date'}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic (and dead-letter topic) that is missing, with KAFKA_TOPIC_PARTITIONS."""
+    from contracts.topics import all_topic_names
+    from followup.kafka import TopicNames, create_topics
+
+    settings = load_settings(RuntimeSettings)
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS not set: point it at the broker")
+    topics = TopicNames(settings.kafka_topic_prefix)
+    names = [topics(t) for t in all_topic_names()]
+    asyncio.run(
+        create_topics(
+            settings.kafka_bootstrap_servers, names, partitions=settings.kafka_topic_partitions
+        )
+    )
+    print(f"topics ready: {', '.join(names)}")
 
 
 @config_app.command("check")
@@ -159,8 +196,11 @@ def asyncapi_document() -> str:
     for spec in SERVICES.values():
         # Fixed settings, not the environment: the document must not depend on a deployment.
         settings = spec.settings_class()(
-            _env_file=None, kafka_bootstrap_servers="kafka:9092", kafka_topic_prefix="",
-            database_url="postgresql://followup@db/followup", notifier_dry_run=True,
+            _env_file=None,
+            kafka_bootstrap_servers="kafka:9092",
+            kafka_topic_prefix="",
+            database_url="postgresql://followup@db/followup",
+            notifier_dry_run=True,
         )
         brokers.append(spec.create_app(settings=settings).brokers[0])
     document = AsyncAPI(

@@ -21,7 +21,7 @@ from faststream.kafka.publisher import DefaultPublisher
 
 from contracts.codec import EventDecoder, InvalidEvent
 from contracts.envelope import CloudEvent
-from followup.db import is_transient
+from followup.db import Connection, is_transient
 from followup.inbox import claim_new_event_ids
 from followup.logs import event_context
 from followup.metrics import RuntimeMetrics
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=CloudEvent)
 
-EventProcessor = Callable[[asyncpg.Connection, Sequence[E]], Awaitable[None]]
+EventProcessor = Callable[[Connection, Sequence[E]], Awaitable[None]]
 """Applies new (never seen) events inside the caller's transaction."""
 
 _MAX_REASON_CHARS = 2000

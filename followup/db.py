@@ -8,11 +8,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+# A connection of our own or one borrowed from a pool; SQL helpers accept either. A string,
+# because asyncpg's classes are generic only in its type stubs.
+Connection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+)
 
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -45,7 +51,7 @@ def validate_schema_name(schema: str) -> str:
     return schema
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -89,10 +95,8 @@ def migrations_in(directory: Path, prefix: str) -> list[Migration]:
     ]
 
 
-async def migrate(
-    conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]
-) -> list[str]:
-    """Apply the migrations not yet recorded in ``schema``; safe to run from many replicas at once."""
+async def migrate(conn: Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+    """Apply the migrations not yet recorded in ``schema``; safe from many replicas at once."""
     validate_schema_name(schema)
     applied: list[str] = []
     async with conn.transaction():
@@ -119,7 +123,7 @@ async def migrate(
 
 
 async def migrate_dsn(dsn: str, schema: str, migrations: Sequence[Migration]) -> list[str]:
-    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    conn: Connection = await asyncpg.connect(dsn)
     try:
         return await migrate(conn, schema, migrations)
     finally:

@@ -1,4 +1,4 @@
-"""Durations in the policy file: seconds, or a number with s/m/h/d, so a demo can run a day in a minute."""
+"""Policy durations: seconds, or a number with s/m/h/d, so a demo can run a day in a minute."""
 
 import re
 from datetime import timedelta
@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
 _WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*[dhms]\s*)+$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 HINT = "use seconds (900) or a number with a unit: '90s', '15m', '3h', '2d', '1h30m'"
 
@@ -17,9 +18,7 @@ def parse_duration(value: Any) -> timedelta:
         seconds = value.total_seconds()
     elif isinstance(value, bool):
         raise ValueError(f"expected a duration, got {value!r}; {HINT}")  # noqa: TRY004
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+    elif isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.match(value)):
         seconds = float(value)
     elif isinstance(value, str) and _WHOLE.match(value):
         seconds = sum(float(n) * _UNIT_SECONDS[u.lower()] for n, u in _PART.findall(value))

@@ -2,10 +2,10 @@
 
 from collections.abc import Sequence
 
-import asyncpg
+from followup.db import Connection
 
 
-async def claim_new_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]) -> set[str]:
+async def claim_new_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     """Record the ids and return those never seen before. A concurrent transaction holding the
     same id makes this wait for it; if it commits, the id is not returned here."""
     rows = await conn.fetch(
@@ -16,7 +16,7 @@ async def claim_new_event_ids(conn: asyncpg.Connection, event_ids: Sequence[str]
     return {r["event_id"] for r in rows}
 
 
-async def purge_inbox(conn: asyncpg.Connection, retention_days: int) -> int:
+async def purge_inbox(conn: Connection, retention_days: int) -> int:
     """Forget ids older than the retention; Kafka retention is shorter, so they cannot recur."""
     result = await conn.execute(
         "DELETE FROM inbox WHERE received_at < now() - make_interval(days => $1)", retention_days

@@ -11,11 +11,11 @@ log = logging.getLogger(__name__)
 Loop = Callable[[asyncio.Event], Awaitable[None]]
 
 
-async def wait_for_any(stop: asyncio.Event, timeout: float, *events: asyncio.Event) -> None:
-    """Sleep up to ``timeout``, returning early when ``stop`` or any of ``events`` is set."""
+async def wait_for_any(stop: asyncio.Event, max_wait_s: float, *events: asyncio.Event) -> None:
+    """Sleep up to ``max_wait_s``, returning early when ``stop`` or any of ``events`` is set."""
     waiters = [asyncio.ensure_future(e.wait()) for e in (stop, *events)]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=max_wait_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

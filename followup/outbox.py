@@ -19,7 +19,7 @@ from contracts.notifications import (
     SendNotificationCommand,
 )
 from contracts.topics import Topic
-from followup.db import is_transient
+from followup.db import Connection, is_transient
 from followup.kafka import CLOUDEVENTS_CONTENT_TYPE
 from followup.loops import wait_for_any
 from followup.metrics import RuntimeMetrics
@@ -66,7 +66,7 @@ def notification_command(
     return outbox_event(Topic.NOTIFICATIONS, key, event)
 
 
-async def add_to_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
+async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> None:
     """Must run inside the caller's transaction: the message exists iff the change commits."""
     if not messages:
         return

@@ -148,12 +148,14 @@ class ServiceRuntime:
             metrics=self.metrics,
         )
 
-        async def handler(body: Any, message: KafkaMessage) -> None:
+        # FastStream documents the channel from the first parameter: one event per Kafka
+        # message. It is never validated there; the records come undecoded from the message.
+        async def handler(body: Any, message: KafkaMessage) -> None:  # noqa: ARG001
             await consumer.handle(message.raw_message)
 
         handler.__name__ = f"{self.name}_{topic.name.lower()}"
         handler.__doc__ = description
-        handler.__annotations__["body"] = Annotated[list[schema], SkipValidation]
+        handler.__annotations__["body"] = Annotated[schema, SkipValidation]
         self.broker.subscriber(
             self.topics(topic),
             batch=True,
@@ -174,7 +176,10 @@ class ServiceRuntime:
     def publishes(self, topic: Topic, *, schema: Any, description: str) -> None:
         """Declare a topic this service writes through its outbox (and documents it)."""
         self._publishers[topic.value] = self.broker.publisher(
-            self.topics(topic), title=f"{self.name}:{topic.value}", description=description, schema=schema
+            self.topics(topic),
+            title=f"{self.name}:{topic.value}",
+            description=description,
+            schema=schema,
         )
 
     def on_timer(self, kind: str, handler: TimerHandler) -> None:
@@ -299,17 +304,17 @@ class ServiceRuntime:
         registry = self.registry
 
         @get(include_in_schema=False)
-        async def metrics(scope: Scope) -> AsgiResponse:
+        async def metrics(scope: Scope) -> AsgiResponse:  # noqa: ARG001
             return AsgiResponse(
                 generate_latest(registry), 200, {"content-type": CONTENT_TYPE_LATEST}
             )
 
         @get(include_in_schema=False)
-        async def healthz(scope: Scope) -> AsgiResponse:
+        async def healthz(scope: Scope) -> AsgiResponse:  # noqa: ARG001
             return AsgiResponse(b'{"status":"ok"}', 200, {"content-type": "application/json"})
 
         @get(include_in_schema=False)
-        async def readyz(scope: Scope) -> AsgiResponse:
+        async def readyz(scope: Scope) -> AsgiResponse:  # noqa: ARG001
             checks = await self.readiness()
             ready = all(v == "ok" for v in checks.values())
             body = json.dumps({"status": "ready" if ready else "not ready", **checks}).encode()

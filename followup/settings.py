@@ -74,6 +74,8 @@ class RuntimeSettings(BaseSettings):
 
     def require_connections(self) -> tuple[str, str]:
         """Bootstrap servers and DSN, or a ConfigError saying which variable to set."""
+        if self.kafka_bootstrap_servers and self.database_url:
+            return self.kafka_bootstrap_servers, self.database_url
         missing = [
             name
             for name, value in (
@@ -82,14 +84,10 @@ class RuntimeSettings(BaseSettings):
             )
             if not value
         ]
-        if missing:
-            raise ConfigError(
-                f"{' and '.join(missing)} not set: export the variable(s) (see README, 'Configuration'), "
-                "or start the whole local stack with `followup up`."
-            )
-        assert self.kafka_bootstrap_servers is not None
-        assert self.database_url is not None
-        return self.kafka_bootstrap_servers, self.database_url
+        raise ConfigError(
+            f"{' and '.join(missing)} not set: export it (see README, 'Configuration'), "
+            "or start the whole local stack with `followup up`."
+        )
 
     def policy_path(self) -> Path | None:
         if self.followup_policy_file is not None:

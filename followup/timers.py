@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from followup.clock import Clock
-from followup.db import is_transient
+from followup.db import Connection, is_transient
 from followup.loops import wait_for_any
 from followup.metrics import RuntimeMetrics
 
@@ -40,11 +40,11 @@ class DueTimer(Timer):
     attempts: int = 0
 
 
-TimerHandler = Callable[[asyncpg.Connection, Sequence[DueTimer]], Awaitable[None]]
+TimerHandler = Callable[[Connection, Sequence[DueTimer]], Awaitable[None]]
 
 
 async def schedule_timers(
-    conn: asyncpg.Connection, timers: Sequence[Timer], *, replace: bool = True
+    conn: Connection, timers: Sequence[Timer], *, replace: bool = True
 ) -> None:
     """Insert timers; an existing (kind, key) is moved when ``replace``, else left alone."""
     if not timers:
@@ -69,16 +69,14 @@ async def schedule_timers(
     )
 
 
-async def cancel_timers(conn: asyncpg.Connection, kind: str, keys: Sequence[str]) -> int:
+async def cancel_timers(conn: Connection, kind: str, keys: Sequence[str]) -> int:
     result = await conn.execute(
         "DELETE FROM timers WHERE kind = $1 AND key = ANY($2::text[])", kind, list(keys)
     )
     return int(result.split()[-1])
 
 
-async def cancel_timers_of(
-    conn: asyncpg.Connection, subjects: Sequence[str], kinds: Sequence[str]
-) -> int:
+async def cancel_timers_of(conn: Connection, subjects: Sequence[str], kinds: Sequence[str]) -> int:
     """Delete every timer of these kinds about these subjects (e.g. all reminders of an order)."""
     result = await conn.execute(
         "DELETE FROM timers WHERE subject = ANY($1::text[]) AND kind = ANY($2::text[])",
@@ -173,11 +171,11 @@ class TimerLoop:
         self._observe(claimed)
         return len(claimed)
 
-    async def _claim(self, conn: asyncpg.Connection, limit: int | None = None) -> list[DueTimer]:
+    async def _claim(self, conn: Connection, limit: int | None = None) -> list[DueTimer]:
         rows = await conn.fetch(_CLAIM, self._clock.now(), limit or self._batch_size)
         return [DueTimer(**dict(r)) for r in rows]
 
-    async def _dispatch(self, conn: asyncpg.Connection, claimed: Sequence[DueTimer]) -> None:
+    async def _dispatch(self, conn: Connection, claimed: Sequence[DueTimer]) -> None:
         for kind, group in groupby(sorted(claimed, key=lambda t: t.kind), key=lambda t: t.kind):
             handler = self._handlers.get(kind)
             if handler is None:
@@ -204,9 +202,7 @@ class TimerLoop:
                     fired += 1
         return fired
 
-    async def _record_failure(
-        self, conn: asyncpg.Connection, timer: DueTimer, exc: Exception
-    ) -> None:
+    async def _record_failure(self, conn: Connection, timer: DueTimer, exc: Exception) -> None:
         attempts = timer.attempts + 1
         parked = attempts >= self._max_attempts
         retry_at = self._clock.now() + timedelta(seconds=min(2**attempts, 3600))

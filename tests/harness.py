@@ -74,11 +74,17 @@ class Kafka:
     prefix: str
     producer: AIOKafkaProducer
 
-    async def publish(self, topic: str, value: bytes | dict[str, Any], key: str | None = None) -> None:
+    async def publish(
+        self, topic: str, value: bytes | dict[str, Any], key: str | None = None
+    ) -> None:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        await self.producer.send_and_wait(self.prefix + topic, raw, key=key.encode() if key else None)
+        await self.producer.send_and_wait(
+            self.prefix + topic, raw, key=key.encode() if key else None
+        )
 
-    async def read_all(self, topic: str, expected: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Any]:
+    async def read_all(
+        self, topic: str, expected: int, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> list[Any]:
         """Read a topic from the start until ``expected`` records arrived (or time is up)."""
         consumer = AIOKafkaConsumer(
             self.prefix + topic,
@@ -115,7 +121,9 @@ async def eventually(
         if until(result):
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {result!r}")
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what}; last: {result!r}"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -164,8 +172,14 @@ def order_created(
             "order_id": order_id,
             "customer": {"id": customer_id, "name": "王女士", "locale": locale, **customer},
             "items": [
-                {"sku": "COAT-M", "title": "羊毛混纺大衣", "quantity": 1, "unit_price": "599.00",
-                 "options": {"size": "M", "color": "藏青"}, "stock_left": 3}
+                {
+                    "sku": "COAT-M",
+                    "title": "羊毛混纺大衣",
+                    "quantity": 1,
+                    "unit_price": "599.00",
+                    "options": {"size": "M", "color": "藏青"},
+                    "stock_left": 3,
+                }
             ],
             "total": "599.00",
             "currency": "CNY",
@@ -177,11 +191,19 @@ def order_created(
     )
 
 
-def payment_succeeded(order_id: str, *, at: datetime, event_id: str | None = None) -> dict[str, Any]:
+def payment_succeeded(
+    order_id: str, *, at: datetime, event_id: str | None = None
+) -> dict[str, Any]:
     return cloud_event(
         "shop.payment.succeeded",
-        {"order_id": order_id, "paid_at": at.isoformat(), "amount": "599.00", "currency": "CNY",
-         "payment_id": f"P-{order_id}", "method": "alipay"},
+        {
+            "order_id": order_id,
+            "paid_at": at.isoformat(),
+            "amount": "599.00",
+            "currency": "CNY",
+            "payment_id": f"P-{order_id}",
+            "method": "alipay",
+        },
         time=at,
         event_id=event_id,
     )

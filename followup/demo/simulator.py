@@ -56,24 +56,77 @@ from followup.kafka import TopicNames
 log = logging.getLogger(__name__)
 
 _CUSTOMERS = [
-    Customer(id="C-1001", name="王女士", phone="+8613812345678", member_level=MemberLevel.NONE, paid_orders=0),
-    Customer(id="C-1002", name="李先生", phone="+8613912345678", member_level=MemberLevel.GOLD,
-             paid_orders=12, total_spent=Decimal("4860.00")),
-    Customer(id="C-1003", name="Emma", locale="en", timezone="Europe/London", email="emma@example.com",
-             member_level=MemberLevel.SILVER, paid_orders=3, total_spent=Decimal("320.00")),
-    Customer(id="C-1004", name="陈小姐", phone="+8613712345678", paid_orders=5,
-             last_paid_at=datetime(2025, 12, 1, tzinfo=UTC)),
-    Customer(id="C-1005", name="Liam", locale="en", timezone="America/New_York", email="liam@example.com"),
+    Customer(
+        id="C-1001",
+        name="王女士",
+        phone="+8613812345678",
+        member_level=MemberLevel.NONE,
+        paid_orders=0,
+    ),
+    Customer(
+        id="C-1002",
+        name="李先生",
+        phone="+8613912345678",
+        member_level=MemberLevel.GOLD,
+        paid_orders=12,
+        total_spent=Decimal("4860.00"),
+    ),
+    Customer(
+        id="C-1003",
+        name="Emma",
+        locale="en",
+        timezone="Europe/London",
+        email="emma@example.com",
+        member_level=MemberLevel.SILVER,
+        paid_orders=3,
+        total_spent=Decimal("320.00"),
+    ),
+    Customer(
+        id="C-1004",
+        name="陈小姐",
+        phone="+8613712345678",
+        paid_orders=5,
+        last_paid_at=datetime(2025, 12, 1, tzinfo=UTC),
+    ),
+    Customer(
+        id="C-1005", name="Liam", locale="en", timezone="America/New_York", email="liam@example.com"
+    ),
 ]
 _ITEMS = [
-    Item(sku="COAT-NAVY-M", title="羊毛混纺大衣", quantity=1, unit_price=Decimal("599.00"),
-         options={"size": "M", "color": "藏青"}, stock_left=3),
-    Item(sku="SCARF-GREY", title="羊绒围巾", quantity=2, unit_price=Decimal("129.00"),
-         options={"color": "浅灰"}, stock_left=40),
-    Item(sku="BOOT-38", title="短靴", quantity=1, unit_price=Decimal("399.00"), options={"size": "38"}, stock_left=2),
+    Item(
+        sku="COAT-NAVY-M",
+        title="羊毛混纺大衣",
+        quantity=1,
+        unit_price=Decimal("599.00"),
+        options={"size": "M", "color": "藏青"},
+        stock_left=3,
+    ),
+    Item(
+        sku="SCARF-GREY",
+        title="羊绒围巾",
+        quantity=2,
+        unit_price=Decimal("129.00"),
+        options={"color": "浅灰"},
+        stock_left=40,
+    ),
+    Item(
+        sku="BOOT-38",
+        title="短靴",
+        quantity=1,
+        unit_price=Decimal("399.00"),
+        options={"size": "38"},
+        stock_left=2,
+    ),
 ]
-_ADDRESS = ShippingAddress(recipient="王女士", phone="+8613812345678", country="CN", region="上海市",
-                           city="上海市", district="浦东新区", street="世纪大道100号3栋1201室")
+_ADDRESS = ShippingAddress(
+    recipient="王女士",
+    phone="+8613812345678",
+    country="CN",
+    region="上海市",
+    city="上海市",
+    district="浦东新区",
+    street="世纪大道100号3栋1201室",
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +149,9 @@ class Story:
         self.items = items
         self.events: list[Scheduled] = []
 
-    def _add(self, minute: float, topic: Topic, event_class: type[CloudEvent], data: Contract) -> None:
+    def _add(
+        self, minute: float, topic: Topic, event_class: type[CloudEvent], data: Contract
+    ) -> None:
         source = f"shop-platform/{topic.value.split('.')[1]}"
         event = envelope(event_class, data, source=source, time=self.at(minute))
         self.events.append(Scheduled(topic, self.order_id, event))
@@ -106,68 +161,153 @@ class Story:
 
     def created(self, minute: float, *, deadline_minutes: float) -> "Story":
         total = sum((i.unit_price * i.quantity for i in self.items), Decimal("0.00"))
-        self._add(minute, Topic.ORDERS, OrderCreatedEvent, OrderCreated(
-            order_id=self.order_id, customer=self.customer, items=self.items, total=total, currency="CNY",
-            created_at=self.at(minute), pay_deadline=self.at(minute + deadline_minutes), shop_id="S-1",
-            shipping_address=_ADDRESS,
-        ))
+        self._add(
+            minute,
+            Topic.ORDERS,
+            OrderCreatedEvent,
+            OrderCreated(
+                order_id=self.order_id,
+                customer=self.customer,
+                items=self.items,
+                total=total,
+                currency="CNY",
+                created_at=self.at(minute),
+                pay_deadline=self.at(minute + deadline_minutes),
+                shop_id="S-1",
+                shipping_address=_ADDRESS,
+            ),
+        )
         return self
 
     def paid(self, minute: float) -> "Story":
         total = sum((i.unit_price * i.quantity for i in self.items), Decimal("0.00"))
-        self._add(minute, Topic.PAYMENTS, PaymentSucceededEvent, PaymentSucceeded(
-            order_id=self.order_id, paid_at=self.at(minute), amount=total, currency="CNY",
-            payment_id=f"P-{self.order_id}", method="alipay",
-        ))
+        self._add(
+            minute,
+            Topic.PAYMENTS,
+            PaymentSucceededEvent,
+            PaymentSucceeded(
+                order_id=self.order_id,
+                paid_at=self.at(minute),
+                amount=total,
+                currency="CNY",
+                payment_id=f"P-{self.order_id}",
+                method="alipay",
+            ),
+        )
         return self
 
     def cancelled(self, minute: float) -> "Story":
-        self._add(minute, Topic.ORDERS, OrderCancelledEvent,
-                  OrderCancelled(order_id=self.order_id, cancelled_at=self.at(minute), reason="changed_mind"))
+        self._add(
+            minute,
+            Topic.ORDERS,
+            OrderCancelledEvent,
+            OrderCancelled(
+                order_id=self.order_id, cancelled_at=self.at(minute), reason="changed_mind"
+            ),
+        )
         return self
 
     def closed(self, minute: float) -> "Story":
-        self._add(minute, Topic.ORDERS, OrderClosedEvent,
-                  OrderClosed(order_id=self.order_id, closed_at=self.at(minute), reason="unpaid_timeout"))
+        self._add(
+            minute,
+            Topic.ORDERS,
+            OrderClosedEvent,
+            OrderClosed(order_id=self.order_id, closed_at=self.at(minute), reason="unpaid_timeout"),
+        )
         return self
 
-    def dispatched(self, minute: float, *, service_level: ServiceLevel, eta_minutes: float) -> "Story":
-        self._add(minute, Topic.SHIPMENTS, ShipmentDispatchedEvent, ShipmentDispatched(
-            order_id=self.order_id, shipment_id=f"S-{self.order_id}", carrier="SF Express",
-            tracking_number=f"SF{abs(hash(self.order_id)) % 10**10:010d}", dispatched_at=self.at(minute),
-            estimated_delivery=self.at(minute + eta_minutes),
-            service_level=service_level, destination=Destination(city="上海市", region="上海市", country="CN"),
-        ))
+    def dispatched(
+        self, minute: float, *, service_level: ServiceLevel, eta_minutes: float
+    ) -> "Story":
+        self._add(
+            minute,
+            Topic.SHIPMENTS,
+            ShipmentDispatchedEvent,
+            ShipmentDispatched(
+                order_id=self.order_id,
+                shipment_id=f"S-{self.order_id}",
+                carrier="SF Express",
+                tracking_number=f"SF{abs(hash(self.order_id)) % 10**10:010d}",
+                dispatched_at=self.at(minute),
+                estimated_delivery=self.at(minute + eta_minutes),
+                service_level=service_level,
+                destination=Destination(city="上海市", region="上海市", country="CN"),
+            ),
+        )
         return self
 
-    def scan(self, minute: float, status: TrackingStatus, location: str, description: str) -> "Story":
-        self._add(minute, Topic.SHIPMENTS, ShipmentTrackingEvent, ShipmentTracking(
-            order_id=self.order_id, shipment_id=f"S-{self.order_id}", status=status,
-            scanned_at=self.at(minute), location=location, description=description,
-        ))
+    def scan(
+        self, minute: float, status: TrackingStatus, location: str, description: str
+    ) -> "Story":
+        self._add(
+            minute,
+            Topic.SHIPMENTS,
+            ShipmentTrackingEvent,
+            ShipmentTracking(
+                order_id=self.order_id,
+                shipment_id=f"S-{self.order_id}",
+                status=status,
+                scanned_at=self.at(minute),
+                location=location,
+                description=description,
+            ),
+        )
         return self
 
     def aftersale(self, minute: float, step: str, case_id: str) -> "Story":
         when = self.at(minute)
         total = sum((i.unit_price * i.quantity for i in self.items), Decimal("0.00"))
         steps: dict[str, tuple[type[CloudEvent], Contract]] = {
-            "requested": (AftersaleRequestedEvent, AftersaleRequested(
-                case_id=case_id, order_id=self.order_id, kind=AftersaleKind.RETURN_REFUND,
-                requested_at=when, amount=total, currency="CNY", reason="尺码不合适")),
-            "approved": (AftersaleApprovedEvent, AftersaleApproved(case_id=case_id, order_id=self.order_id, at=when)),
-            "return_shipped": (AftersaleReturnShippedEvent, AftersaleReturnShipped(
-                case_id=case_id, order_id=self.order_id, at=when, carrier="ZTO", tracking_number="ZT123")),
-            "return_received": (AftersaleReturnReceivedEvent,
-                                AftersaleReturnReceived(case_id=case_id, order_id=self.order_id, at=when)),
-            "refunded": (AftersaleRefundedEvent, AftersaleRefunded(
-                case_id=case_id, order_id=self.order_id, at=when, amount=total, currency="CNY", method="alipay")),
+            "requested": (
+                AftersaleRequestedEvent,
+                AftersaleRequested(
+                    case_id=case_id,
+                    order_id=self.order_id,
+                    kind=AftersaleKind.RETURN_REFUND,
+                    requested_at=when,
+                    amount=total,
+                    currency="CNY",
+                    reason="尺码不合适",
+                ),
+            ),
+            "approved": (
+                AftersaleApprovedEvent,
+                AftersaleApproved(case_id=case_id, order_id=self.order_id, at=when),
+            ),
+            "return_shipped": (
+                AftersaleReturnShippedEvent,
+                AftersaleReturnShipped(
+                    case_id=case_id,
+                    order_id=self.order_id,
+                    at=when,
+                    carrier="ZTO",
+                    tracking_number="ZT123",
+                ),
+            ),
+            "return_received": (
+                AftersaleReturnReceivedEvent,
+                AftersaleReturnReceived(case_id=case_id, order_id=self.order_id, at=when),
+            ),
+            "refunded": (
+                AftersaleRefundedEvent,
+                AftersaleRefunded(
+                    case_id=case_id,
+                    order_id=self.order_id,
+                    at=when,
+                    amount=total,
+                    currency="CNY",
+                    method="alipay",
+                ),
+            ),
         }
         event_class, data = steps[step]
         self._add(minute, Topic.AFTERSALES, event_class, data)
         return self
 
 
-def stories(start: datetime, minute_s: float, round_number: int, rng: random.Random) -> Iterator[Story]:
+def stories(
+    start: datetime, minute_s: float, round_number: int, rng: random.Random
+) -> Iterator[Story]:
     """One round of stories; deadlines are 4 story minutes, like the demo policy expects."""
     prefix = f"O-{round_number:03d}"
     customers = rng.sample(_CUSTOMERS, k=len(_CUSTOMERS))
@@ -178,28 +318,46 @@ def stories(start: datetime, minute_s: float, round_number: int, rng: random.Ran
 
     yield story(1).created(0, deadline_minutes=4).paid(0.1)  # paid at once: confirmation only
     yield story(2).created(0.2, deadline_minutes=4).paid(1.2)  # paid after the first reminder
-    yield story(3).created(0.3, deadline_minutes=4).closed(4.3)  # never paid: every tier, then closed
+    yield (
+        story(3).created(0.3, deadline_minutes=4).closed(4.3)
+    )  # never paid: every tier, then closed
     yield story(4).created(0.4, deadline_minutes=4).cancelled(0.45)  # cancelled before any reminder
-    yield (story(5).created(0.5, deadline_minutes=4).paid(0.6)  # shipped and delivered on time
-           .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
-           .scan(1.3, TrackingStatus.IN_TRANSIT, "杭州转运中心", "已发出")
-           .scan(2.0, TrackingStatus.OUT_FOR_DELIVERY, "上海浦东", "派送中")
-           .scan(2.4, TrackingStatus.DELIVERED, "上海浦东", "已签收"))
-    yield (story(6).created(0.6, deadline_minutes=4).paid(0.7)  # stuck in transit: no scans
-           .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
-           .scan(1.2, TrackingStatus.IN_TRANSIT, "广州转运中心", "已发出"))
-    yield (story(7).created(0.7, deadline_minutes=4).paid(0.8)  # carrier loses the parcel
-           .dispatched(1.1, service_level=ServiceLevel.STANDARD, eta_minutes=4)
-           .scan(1.5, TrackingStatus.EXCEPTION, "武汉转运中心", "包裹异常")
-           .scan(2.5, TrackingStatus.LOST, "武汉转运中心", "包裹丢失"))
-    yield (story(8).created(0.8, deadline_minutes=4).paid(0.9)  # returned for a refund
-           .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=1)
-           .scan(1.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
-           .aftersale(1.6, "requested", f"R-{prefix}8")
-           .aftersale(1.9, "approved", f"R-{prefix}8")
-           .aftersale(2.3, "return_shipped", f"R-{prefix}8")
-           .aftersale(3.0, "return_received", f"R-{prefix}8")
-           .aftersale(3.6, "refunded", f"R-{prefix}8"))
+    yield (
+        story(5)
+        .created(0.5, deadline_minutes=4)
+        .paid(0.6)  # shipped and delivered on time
+        .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
+        .scan(1.3, TrackingStatus.IN_TRANSIT, "杭州转运中心", "已发出")
+        .scan(2.0, TrackingStatus.OUT_FOR_DELIVERY, "上海浦东", "派送中")
+        .scan(2.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+    )
+    yield (
+        story(6)
+        .created(0.6, deadline_minutes=4)
+        .paid(0.7)  # stuck in transit: no scans
+        .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
+        .scan(1.2, TrackingStatus.IN_TRANSIT, "广州转运中心", "已发出")
+    )
+    yield (
+        story(7)
+        .created(0.7, deadline_minutes=4)
+        .paid(0.8)  # carrier loses the parcel
+        .dispatched(1.1, service_level=ServiceLevel.STANDARD, eta_minutes=4)
+        .scan(1.5, TrackingStatus.EXCEPTION, "武汉转运中心", "包裹异常")
+        .scan(2.5, TrackingStatus.LOST, "武汉转运中心", "包裹丢失")
+    )
+    yield (
+        story(8)
+        .created(0.8, deadline_minutes=4)
+        .paid(0.9)  # returned for a refund
+        .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=1)
+        .scan(1.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+        .aftersale(1.6, "requested", f"R-{prefix}8")
+        .aftersale(1.9, "approved", f"R-{prefix}8")
+        .aftersale(2.3, "return_shipped", f"R-{prefix}8")
+        .aftersale(3.0, "return_received", f"R-{prefix}8")
+        .aftersale(3.6, "refunded", f"R-{prefix}8")
+    )
 
 
 async def simulate(
@@ -225,7 +383,9 @@ async def simulate(
         for item in schedule:
             due = (item.event.time - start).total_seconds()
             await asyncio.sleep(max(0.0, due - (loop.time() - began)))
-            await producer.send_and_wait(topics(item.topic), encode(item.event), key=item.key.encode())
+            await producer.send_and_wait(
+                topics(item.topic), encode(item.event), key=item.key.encode()
+            )
             log.info("published %s for %s", item.event.type, item.key)
     finally:
         await producer.stop()

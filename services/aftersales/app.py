@@ -1,6 +1,7 @@
 """Composition root of the after-sales service.
 
-Run with ``followup run aftersales`` or ``faststream run --factory services.aftersales.app:create_app``.
+Run with ``followup run aftersales`` or
+``faststream run --factory services.aftersales.app:create_app``.
 """
 
 from pathlib import Path

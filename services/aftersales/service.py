@@ -2,8 +2,6 @@
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from contracts.shop import (
     AftersaleApprovedEvent,
     AftersaleClosedEvent,
@@ -13,6 +11,7 @@ from contracts.shop import (
     AftersaleReturnReceivedEvent,
     AftersaleReturnShippedEvent,
 )
+from followup.db import Connection
 from services.aftersales import store
 from services.aftersales.store import StageFact
 
@@ -38,9 +37,7 @@ STAGE_RANK = {
 
 
 class AftersalesService:
-    async def on_aftersale_events(
-        self, conn: asyncpg.Connection, events: Sequence[AftersaleEvent]
-    ) -> None:
+    async def on_aftersale_events(self, conn: Connection, events: Sequence[AftersaleEvent]) -> None:
         facts = []
         for event in events:
             stage = event.type.removeprefix("shop.aftersale.")

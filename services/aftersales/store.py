@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from followup.db import Connection
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class StageFact:
     at: datetime
 
 
-async def advance_cases(conn: asyncpg.Connection, facts: Sequence[StageFact]) -> None:
+async def advance_cases(conn: Connection, facts: Sequence[StageFact]) -> None:
     """A stage never moves backwards: a late, lower stage leaves the case where it is."""
     for fact in sorted(facts, key=lambda f: (f.case_id, f.rank)):
         await conn.execute(
@@ -26,8 +26,10 @@ async def advance_cases(conn: asyncpg.Connection, facts: Sequence[StageFact]) ->
             VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (case_id) DO UPDATE SET
                 kind = coalesce(EXCLUDED.kind, cases.kind),
-                stage = CASE WHEN EXCLUDED.stage_rank > cases.stage_rank THEN EXCLUDED.stage ELSE cases.stage END,
-                stage_at = CASE WHEN EXCLUDED.stage_rank > cases.stage_rank THEN EXCLUDED.stage_at ELSE cases.stage_at END,
+                stage = CASE WHEN EXCLUDED.stage_rank > cases.stage_rank
+                             THEN EXCLUDED.stage ELSE cases.stage END,
+                stage_at = CASE WHEN EXCLUDED.stage_rank > cases.stage_rank
+                                THEN EXCLUDED.stage_at ELSE cases.stage_at END,
                 stage_rank = greatest(EXCLUDED.stage_rank, cases.stage_rank),
                 updated_at = now()
             """,

@@ -1,6 +1,7 @@
 """Composition root of the logistics service.
 
-Run with ``followup run logistics`` or ``faststream run --factory services.logistics.app:create_app``.
+Run with ``followup run logistics`` or
+``faststream run --factory services.logistics.app:create_app``.
 """
 
 from pathlib import Path

@@ -2,9 +2,8 @@
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from contracts.shop import ShipmentDispatchedEvent, ShipmentTrackingEvent
+from followup.db import Connection
 from services.logistics import store
 from services.logistics.store import ShipmentFact
 
@@ -12,9 +11,7 @@ ShipmentEvent = ShipmentDispatchedEvent | ShipmentTrackingEvent
 
 
 class LogisticsService:
-    async def on_shipment_events(
-        self, conn: asyncpg.Connection, events: Sequence[ShipmentEvent]
-    ) -> None:
+    async def on_shipment_events(self, conn: Connection, events: Sequence[ShipmentEvent]) -> None:
         facts = [
             ShipmentFact(
                 e.data.shipment_id,

@@ -1,6 +1,7 @@
 """Composition root of the notifier.
 
-Run with ``followup run notifier`` or ``faststream run --factory services.notifier.app:create_app``.
+Run with ``followup run notifier`` or
+``faststream run --factory services.notifier.app:create_app``.
 """
 
 import asyncio

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from contracts.codec import envelope
+from contracts.envelope import CloudEvent
 from contracts.notifications import (
     CancelNotificationCommand,
     DeliveryStatus,
@@ -23,10 +24,11 @@ from contracts.notifications import (
 )
 from contracts.topics import Topic
 from followup.clock import Clock
+from followup.db import Connection
 from followup.loops import wait_for_any
 from followup.outbox import OutboxMessage, add_to_outbox, outbox_event
 from services.notifier import store
-from services.notifier.channels import Channel, OutgoingMessage, Outcome, SendResult
+from services.notifier.channels import Channel, Outcome, OutgoingMessage, SendResult
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierPolicy
 from services.notifier.store import Attempt, Delivery
@@ -38,7 +40,7 @@ SOURCE = "followup/notifier"
 
 Command = SendNotificationCommand | CancelNotificationCommand
 
-_STATUS_EVENTS = {
+_STATUS_EVENTS: dict[DeliveryStatus, type[CloudEvent]] = {
     DeliveryStatus.SENT: NotificationSentEvent,
     DeliveryStatus.FAILED: NotificationFailedEvent,
     DeliveryStatus.SUPPRESSED: NotificationSuppressedEvent,
@@ -70,7 +72,7 @@ class NotifierService:
 
     # --- intake: runs in the Kafka handler's transaction, so it only writes rows ------------
 
-    async def on_commands(self, conn: asyncpg.Connection, events: Sequence[Command]) -> None:
+    async def on_commands(self, conn: Connection, events: Sequence[Command]) -> None:
         now = self._clock.now()
         sends = [(e.data, e.time) for e in events if isinstance(e, SendNotificationCommand)]
         cancels = [e.data for e in events if isinstance(e, CancelNotificationCommand)]
@@ -120,14 +122,14 @@ class NotifierService:
     async def _deliver(self, delivery: Delivery, channels: Sequence[Channel]) -> None:
         now = self._clock.now()
         if delivery.expires_at is not None and now >= delivery.expires_at:
-            await self._finish(delivery, DeliveryStatus.SUPPRESSED, "expired", None, [])
+            await self._finish(delivery, DeliveryStatus.SUPPRESSED, reason="expired")
             return
         try:
             rendered = self._catalog.render(
                 delivery.template, delivery.locale, delivery.timezone, delivery.variables
             )
         except TemplateProblem as exc:
-            await self._finish(delivery, DeliveryStatus.FAILED, f"template: {exc}", None, [])
+            await self._finish(delivery, DeliveryStatus.FAILED, reason=f"template: {exc}")
             return
         message = OutgoingMessage(
             message_id=str(delivery.message_id),
@@ -145,7 +147,7 @@ class NotifierService:
         )
         if self._dry_run:
             log.info("dry run, not sent: [%s] %s | %s", message.kind, message.subject, message.text)
-            await self._finish(delivery, DeliveryStatus.SUPPRESSED, "dry_run", None, [])
+            await self._finish(delivery, DeliveryStatus.SUPPRESSED, reason="dry_run")
             return
         attempts: list[Attempt] = []
         result = SendResult(Outcome.PERMANENT, "none", "no channel configured")
@@ -174,7 +176,12 @@ class NotifierService:
         if result.outcome is Outcome.DELIVERED:
             self._observe_latency(delivery)
             await self._finish(
-                delivery, DeliveryStatus.SENT, None, channel_name, attempts, result.provider
+                delivery,
+                DeliveryStatus.SENT,
+                reason=None,
+                channel=channel_name,
+                attempts=attempts,
+                provider=result.provider,
             )
         elif result.outcome is Outcome.RETRY and self._may_retry(delivery):
             await self._retry_later(delivery, result, channel_name or "none", attempts)
@@ -182,10 +189,10 @@ class NotifierService:
             await self._finish(
                 delivery,
                 DeliveryStatus.FAILED,
-                result.detail,
-                channel_name,
-                attempts,
-                result.provider,
+                reason=result.detail,
+                channel=channel_name,
+                attempts=attempts,
+                provider=result.provider,
             )
 
     def _may_retry(self, delivery: Delivery) -> bool:
@@ -225,9 +232,10 @@ class NotifierService:
         self,
         delivery: Delivery,
         status: DeliveryStatus,
+        *,
         reason: str | None,
-        channel: str | None,
-        attempts: Sequence[Attempt],
+        channel: str | None = None,
+        attempts: Sequence[Attempt] = (),
         provider: str | None = None,
     ) -> None:
         async with self._pool().acquire() as conn, conn.transaction():
@@ -244,7 +252,7 @@ class NotifierService:
 
     async def _publish_statuses(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         outcomes: Sequence[tuple[Delivery, DeliveryStatus, str | None, str | None, str | None]],
     ) -> None:
         now = self._clock.now()

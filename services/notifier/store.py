@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from contracts.notifications import CancelNotification, SendNotification
+from followup.db import Connection
 
 # Message ids are derived from the idempotency key: the same command always names the same
 # message, whichever replica accepts it and however often.
@@ -71,7 +72,7 @@ def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
 
 
 async def accept(
-    conn: asyncpg.Connection, commands: Sequence[tuple[SendNotification, datetime]], now: datetime
+    conn: Connection, commands: Sequence[tuple[SendNotification, datetime]], now: datetime
 ) -> list[Delivery]:
     """Queue commands not seen before; returns only the newly queued ones."""
     if not commands:
@@ -119,9 +120,11 @@ async def accept(
 
 
 async def remember_cancellations(
-    conn: asyncpg.Connection, cancels: Sequence[CancelNotification], now: datetime
+    conn: Connection, cancels: Sequence[CancelNotification], now: datetime
 ) -> None:
-    rows = [(key, None, None, c.reason) for c in cancels for key in c.idempotency_keys]
+    rows: list[tuple[str | None, str | None, str | None, str]] = [
+        (key, None, None, c.reason) for c in cancels for key in c.idempotency_keys
+    ]
     rows += [(None, c.order_id, k.value, c.reason) for c in cancels if c.order_id for k in c.kinds]
     if rows:
         await conn.executemany(
@@ -132,7 +135,7 @@ async def remember_cancellations(
 
 
 async def suppress_cancelled(
-    conn: asyncpg.Connection,
+    conn: Connection,
     now: datetime,
     *,
     message_ids: Sequence[uuid.UUID] = (),
@@ -171,7 +174,7 @@ async def suppress_cancelled(
 
 
 async def claim_due(
-    conn: asyncpg.Connection, now: datetime, limit: int, lease_until: datetime
+    conn: Connection, now: datetime, limit: int, lease_until: datetime
 ) -> list[Delivery]:
     """Take due messages for sending; a crashed worker's lease runs out and they return."""
     await conn.execute(
@@ -198,7 +201,7 @@ async def claim_due(
     return _deliveries(rows)
 
 
-async def next_due(conn: asyncpg.Connection) -> datetime | None:
+async def next_due(conn: Connection) -> datetime | None:
     due: datetime | None = await conn.fetchval(
         "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'"
     )
@@ -206,7 +209,7 @@ async def next_due(conn: asyncpg.Connection) -> datetime | None:
 
 
 async def finish(
-    conn: asyncpg.Connection,
+    conn: Connection,
     message_id: uuid.UUID,
     *,
     status: str,
@@ -226,7 +229,7 @@ async def finish(
 
 
 async def retry_later(
-    conn: asyncpg.Connection, message_id: uuid.UUID, *, at: datetime, reason: str
+    conn: Connection, message_id: uuid.UUID, *, at: datetime, reason: str
 ) -> None:
     await conn.execute(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, reason = $3, "
@@ -237,7 +240,7 @@ async def retry_later(
     )
 
 
-async def log_attempts(conn: asyncpg.Connection, attempts: Sequence[Attempt]) -> None:
+async def log_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
     if attempts:
         await conn.executemany(
             "INSERT INTO delivery_attempts (message_id, attempt, channel, provider, outcome, "
@@ -258,6 +261,6 @@ async def log_attempts(conn: asyncpg.Connection, attempts: Sequence[Attempt]) ->
         )
 
 
-async def queue_depth(conn: asyncpg.Connection) -> int:
+async def queue_depth(conn: Connection) -> int:
     depth: int = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'pending'")
     return depth

@@ -130,7 +130,7 @@ class TemplateCatalog:
         raise TemplateProblem(f"no template {name!r} for locale {locale!r} or its fallbacks")
 
     def _locale_chain(self, locale: str) -> list[str]:
-        language = locale.split("-")[0].lower()
+        language = locale.split("-", maxsplit=1)[0].lower()
         same_language = [loc for loc in self.locales if loc.split("-")[0].lower() == language]
         exact = [loc for loc in self.locales if loc.lower() == locale.lower()]
         return list(dict.fromkeys([*exact, *same_language, self._default_locale]))

@@ -1,6 +1,7 @@
 """Composition root of the reminder service.
 
-Run with ``followup run reminder`` or ``faststream run --factory services.reminder.app:create_app``.
+Run with ``followup run reminder`` or
+``faststream run --factory services.reminder.app:create_app``.
 """
 
 from pathlib import Path

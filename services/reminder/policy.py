@@ -1,7 +1,7 @@
 """Pure reminder decisions: given the order and the time, what should happen. No I/O."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from services.reminder.settings import ReminderPolicy
@@ -38,11 +38,10 @@ def plan_tiers(
     """
     plan: list[TierDue | TierSkipped] = []
     for number, tier in enumerate(policy.tiers, start=1):
-        if tier.after_created is not None:
-            due = ordered_at + tier.after_created
-        else:
-            assert tier.before_deadline is not None
+        if tier.before_deadline is not None:
             due = pay_deadline - tier.before_deadline
+        else:
+            due = ordered_at + (tier.after_created or timedelta(0))
         if due >= pay_deadline:
             plan.append(TierSkipped(number, due, "after_deadline"))
         elif now - due > policy.late_grace:

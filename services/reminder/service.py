@@ -2,8 +2,7 @@
 
 import logging
 from collections.abc import Sequence
-
-import asyncpg
+from typing import Any
 
 from contracts.notifications import (
     CancelNotification,
@@ -20,6 +19,7 @@ from contracts.shop import (
     PaymentSucceededEvent,
 )
 from followup.clock import Clock
+from followup.db import Connection
 from followup.logs import event_context
 from followup.outbox import OutboxMessage, add_to_outbox, notification_command
 from followup.timers import DueTimer, Timer, cancel_timers_of, schedule_timers
@@ -44,7 +44,7 @@ class ReminderService:
         self._clock = clock
         self._metrics = metrics
 
-    async def on_order_events(self, conn: asyncpg.Connection, events: Sequence[OrderEvent]) -> None:
+    async def on_order_events(self, conn: Connection, events: Sequence[OrderEvent]) -> None:
         created = [e for e in events if isinstance(e, OrderCreatedEvent)]
         await store.record_orders(conn, [_new_order(e) for e in created])
         settlements = [
@@ -57,9 +57,7 @@ class ReminderService:
         await self._settle(conn, settlements)
         await self._schedule(conn, created)
 
-    async def on_payment_events(
-        self, conn: asyncpg.Connection, events: Sequence[PaymentEvent]
-    ) -> None:
+    async def on_payment_events(self, conn: Connection, events: Sequence[PaymentEvent]) -> None:
         await self._settle(
             conn,
             [
@@ -69,9 +67,7 @@ class ReminderService:
             ],
         )
 
-    async def _schedule(
-        self, conn: asyncpg.Connection, created: Sequence[OrderCreatedEvent]
-    ) -> None:
+    async def _schedule(self, conn: Connection, created: Sequence[OrderCreatedEvent]) -> None:
         """Plan the tiers of orders that are still unpaid once this batch is applied."""
         if not created:
             return
@@ -112,7 +108,7 @@ class ReminderService:
         await schedule_timers(conn, timers, replace=False)
         await self._record(conn, decisions)
 
-    async def _settle(self, conn: asyncpg.Connection, settlements: Sequence[Settlement]) -> None:
+    async def _settle(self, conn: Connection, settlements: Sequence[Settlement]) -> None:
         newly_settled = await store.settle_orders(conn, settlements)
         if not newly_settled:
             return
@@ -147,7 +143,7 @@ class ReminderService:
             ],
         )
 
-    async def on_reminder_due(self, conn: asyncpg.Connection, timers: Sequence[DueTimer]) -> None:
+    async def on_reminder_due(self, conn: Connection, timers: Sequence[DueTimer]) -> None:
         orders = await store.lock_orders(conn, [t.subject for t in timers])
         now = self._clock.now()
         commands: list[OutboxMessage] = []
@@ -155,7 +151,7 @@ class ReminderService:
         for timer in timers:
             tier = int(timer.payload["tier"])
             order = orders.get(timer.subject)
-            if order is None or order.pay_deadline is None:
+            if order is None or order.details is None or order.pay_deadline is None:
                 decisions.append(Decision(timer.subject, tier, "skipped", "order_unknown", now))
                 continue
             with event_context(order.created_event or ""):
@@ -167,7 +163,7 @@ class ReminderService:
                     continue
                 commands.append(
                     notification_command(
-                        _reminder(order, tier, last=tier == len(self._policy.tiers)),
+                        _reminder(order, order.details, tier, last=tier == len(self._policy.tiers)),
                         source=SOURCE,
                         time=now,
                     )
@@ -179,7 +175,7 @@ class ReminderService:
         await add_to_outbox(conn, commands)
         await self._record(conn, decisions)
 
-    async def _record(self, conn: asyncpg.Connection, decisions: Sequence[Decision]) -> None:
+    async def _record(self, conn: Connection, decisions: Sequence[Decision]) -> None:
         await store.record_decisions(conn, decisions)
         for d in decisions:
             self._metrics.decisions.labels(d.decision, d.reason, str(d.tier or "")).inc()
@@ -203,9 +199,10 @@ def _new_order(event: OrderCreatedEvent) -> NewOrder:
     )
 
 
-def _reminder(order: OrderRow, tier: int, *, last: bool) -> SendNotification:
-    assert order.details is not None
-    items = order.details["items"]
+def _reminder(
+    order: OrderRow, details: dict[str, Any], tier: int, *, last: bool
+) -> SendNotification:
+    items = details["items"]
     return SendNotification(
         idempotency_key=f"unpaid_reminder:{order.order_id}:{tier}",
         kind=NotificationKind.UNPAID_REMINDER,
@@ -215,7 +212,7 @@ def _reminder(order: OrderRow, tier: int, *, last: bool) -> SendNotification:
         locale=order.locale or "zh-CN",
         timezone=order.timezone or "Asia/Shanghai",
         variables={
-            "customer_name": order.details["customer"].get("name"),
+            "customer_name": details["customer"].get("name"),
             "order_id": order.order_id,
             "items": [
                 {"title": i["title"], "quantity": i["quantity"], "options": i.get("options", {})}

@@ -6,8 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
+from followup.db import Connection
 from services.reminder.policy import OrderStatus
 
 
@@ -57,12 +56,14 @@ class Decision:
     due_at: datetime | None = None
 
 
-async def record_orders(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> None:
+async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
     """Insert or complete order rows; a status already settled by an earlier payment or
     cancellation is kept, so the order is remembered as not needing reminders."""
     if not orders:
         return
-    ordered = sorted(orders, key=lambda o: o.order_id)
+    # One row per order: a batch may carry the same order twice (republished under a new id).
+    latest = {o.order_id: o for o in sorted(orders, key=lambda o: o.created_at)}
+    ordered = sorted(latest.values(), key=lambda o: o.order_id)
     await conn.execute(
         """
         INSERT INTO orders (order_id, customer_id, locale, timezone, created_at, pay_deadline,
@@ -89,12 +90,12 @@ async def record_orders(conn: asyncpg.Connection, orders: Sequence[NewOrder]) ->
     )
 
 
-async def settle_orders(conn: asyncpg.Connection, settlements: Sequence[Settlement]) -> set[str]:
+async def settle_orders(conn: Connection, settlements: Sequence[Settlement]) -> set[str]:
     """Mark orders paid, cancelled or closed (the first settlement wins, as on the platform);
     returns the ids that were unpaid or unknown until now."""
     if not settlements:
         return set()
-    first = {}
+    first: dict[str, Settlement] = {}
     for s in sorted(settlements, key=lambda s: s.at):
         first.setdefault(s.order_id, s)
     ordered = sorted(first.values(), key=lambda s: s.order_id)
@@ -114,7 +115,7 @@ async def settle_orders(conn: asyncpg.Connection, settlements: Sequence[Settleme
     return {r["order_id"] for r in rows}
 
 
-async def lock_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> dict[str, OrderRow]:
+async def lock_orders(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderRow]:
     """Read orders and hold them until commit, so a payment committing meanwhile waits for us
     and then sees the reminder we decided to send (and can cancel it)."""
     rows = await conn.fetch(
@@ -128,7 +129,7 @@ async def lock_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> dic
     }
 
 
-async def record_decisions(conn: asyncpg.Connection, decisions: Sequence[Decision]) -> None:
+async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> None:
     if not decisions:
         return
     await conn.executemany(
@@ -138,9 +139,7 @@ async def record_decisions(conn: asyncpg.Connection, decisions: Sequence[Decisio
     )
 
 
-async def orders_with_sent_reminders(
-    conn: asyncpg.Connection, order_ids: Sequence[str]
-) -> set[str]:
+async def orders_with_sent_reminders(conn: Connection, order_ids: Sequence[str]) -> set[str]:
     rows = await conn.fetch(
         "SELECT DISTINCT order_id FROM reminder_decisions "
         "WHERE order_id = ANY($1::text[]) AND decision = 'sent'",
@@ -149,7 +148,7 @@ async def orders_with_sent_reminders(
     return {r["order_id"] for r in rows}
 
 
-async def order_history(conn: asyncpg.Connection, order_id: str) -> list[Decision]:
+async def order_history(conn: Connection, order_id: str) -> list[Decision]:
     rows = await conn.fetch(
         "SELECT order_id, tier, decision, reason, decided_at, due_at FROM reminder_decisions "
         "WHERE order_id = $1 ORDER BY id",

@@ -48,7 +48,8 @@ class Slice:
 
     async def decisions_of(self, order_id: str) -> list[tuple[int | None, str, str]]:
         rows = await self.db.fetch(
-            "SELECT tier, decision, reason FROM reminder.reminder_decisions WHERE order_id = $1 ORDER BY id",
+            "SELECT tier, decision, reason FROM reminder.reminder_decisions "
+            "WHERE order_id = $1 ORDER BY id",
             order_id,
         )
         return [(r["tier"], r["decision"], r["reason"]) for r in rows]
@@ -63,8 +64,11 @@ async def first_slice(kafka: Kafka, database: str) -> AsyncIterator[Slice]:
     reminder = reminder_app(service_settings(ReminderSettings, kafka, database), clock=clock)
     notifier = notifier_app(
         service_settings(
-            NotifierSettings, kafka, database,
-            notifier_webhook_url=url, notifier_webhook_secret=SECRET,
+            NotifierSettings,
+            kafka,
+            database,
+            notifier_webhook_url=url,
+            notifier_webhook_secret=SECRET,
         ),
         clock=clock,
     )
@@ -79,11 +83,15 @@ async def first_slice(kafka: Kafka, database: str) -> AsyncIterator[Slice]:
 
 async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: Slice) -> None:
     s = first_slice
-    await s.kafka.publish("shop.orders", order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24)), key="O-1")
+    await s.kafka.publish(
+        "shop.orders", order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24)), key="O-1"
+    )
     await eventually(lambda: s.timers_of("O-1"), lambda n: n == 3, what="three tiers planned")
 
     s.clock.advance(timedelta(minutes=15))
-    await eventually(lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder")
+    await eventually(
+        lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder"
+    )
 
     message = s.receiver.accepted[0]
     body = message.payload
@@ -91,8 +99,17 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     assert message.headers["content-type"] == "application/json"
     assert message.headers["idempotency-key"] == "unpaid_reminder:O-1:1"
     assert list(body) == [
-        "message_id", "idempotency_key", "kind", "order_id", "customer_id", "case_id",
-        "locale", "subject", "text", "meta", "created_at",
+        "message_id",
+        "idempotency_key",
+        "kind",
+        "order_id",
+        "customer_id",
+        "case_id",
+        "locale",
+        "subject",
+        "text",
+        "meta",
+        "created_at",
     ]
     assert body["kind"] == "unpaid_reminder"
     assert body["order_id"] == "O-1"
@@ -117,14 +134,18 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
     deadline = T0 + timedelta(hours=24)
     await s.kafka.publish("shop.orders", order_created("O-2", at=T0, deadline=deadline), key="O-2")
     await eventually(lambda: s.timers_of("O-2"), lambda n: n == 3, what="tiers planned")
-    await s.kafka.publish("shop.payments", payment_succeeded("O-2", at=T0 + timedelta(minutes=5)), key="O-2")
+    await s.kafka.publish(
+        "shop.payments", payment_succeeded("O-2", at=T0 + timedelta(minutes=5)), key="O-2"
+    )
     await eventually(lambda: s.timers_of("O-2"), lambda n: n == 0, what="tiers cancelled")
 
     # A control order due at the same moment proves the timers ran past that time.
     await s.kafka.publish("shop.orders", order_created("O-3", at=T0, deadline=deadline), key="O-3")
     await eventually(lambda: s.timers_of("O-3"), lambda n: n == 3, what="control tiers planned")
     s.clock.advance(timedelta(minutes=15))
-    await eventually(lambda: _async(len(s.receiver.accepted)), lambda n: n >= 1, what="control reminder")
+    await eventually(
+        lambda: _async(len(s.receiver.accepted)), lambda n: n >= 1, what="control reminder"
+    )
 
     assert [m.payload["order_id"] for m in s.receiver.received] == ["O-3"]
     assert await s.decisions_of("O-2") == [
@@ -135,9 +156,13 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
     ]
 
 
-async def test_payment_that_arrives_before_the_order_event_is_remembered(first_slice: Slice) -> None:
+async def test_payment_that_arrives_before_the_order_event_is_remembered(
+    first_slice: Slice,
+) -> None:
     s = first_slice
-    await s.kafka.publish("shop.payments", payment_succeeded("O-4", at=T0 + timedelta(minutes=1)), key="O-4")
+    await s.kafka.publish(
+        "shop.payments", payment_succeeded("O-4", at=T0 + timedelta(minutes=1)), key="O-4"
+    )
     await eventually(
         lambda: s.db.fetchval("SELECT status FROM reminder.orders WHERE order_id = 'O-4'"),
         lambda status: status == "paid",
@@ -147,7 +172,10 @@ async def test_payment_that_arrives_before_the_order_event_is_remembered(first_s
         "shop.orders", order_created("O-4", at=T0, deadline=T0 + timedelta(hours=24)), key="O-4"
     )
     await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 2, what="decisions")
-    assert await s.decisions_of("O-4") == [(None, "cancelled", "order_paid"), (None, "skipped", "order_paid")]
+    assert await s.decisions_of("O-4") == [
+        (None, "cancelled", "order_paid"),
+        (None, "skipped", "order_paid"),
+    ]
     assert await s.timers_of("O-4") == 0
 
 

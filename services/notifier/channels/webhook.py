@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from services.notifier.channels import OutgoingMessage, Outcome, SendResult
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult
 
 
 def webhook_body(message: OutgoingMessage) -> bytes:
