@@ -155,6 +155,48 @@ def db_migrate(
         print(f"{name}: {', '.join(applied) if applied else 'up to date'}")
 
 
+@app.command()
+def history(
+    order: Annotated[str | None, typer.Option("--order", help="Order id")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="Customer id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """What every service decided and sent for an order or a customer, in time order."""
+    from followup.services import SERVICES
+
+    if (order is None) == (customer is None):
+        raise ConfigError("give exactly one of --order ORDER_ID or --customer CUSTOMER_ID")
+    settings = load_settings(RuntimeSettings)
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL not set: point it at the services' PostgreSQL")
+    dsn = settings.database_url
+
+    async def collect() -> list[Any]:
+        import asyncpg
+
+        entries = []
+        for spec in SERVICES.values():
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": spec.name})
+            try:
+                if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                    entries += await spec.history(conn, order_id=order, customer_id=customer)
+            finally:
+                await conn.close()
+        return sorted(entries, key=lambda e: e.at)
+
+    entries = asyncio.run(collect())
+    if not entries:
+        print(f"no history for {'order ' + order if order else 'customer ' + str(customer)}")
+    for entry in entries:
+        if as_json:
+            print(json.dumps({**vars(entry), "at": entry.at.isoformat()}, ensure_ascii=False))
+        else:
+            print(
+                f"{entry.at:%Y-%m-%d %H:%M:%S%z}  {entry.service:<10} {entry.order_id or '':<10} "
+                f"{entry.what}" + (f"  ({entry.detail})" if entry.detail else "")
+            )
+
+
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every topic (and dead-letter topic) that is missing, with KAFKA_TOPIC_PARTITIONS."""

@@ -7,7 +7,8 @@ from typing import Any
 
 from faststream.asgi import AsgiFastStream
 
-from followup.db import Migration, service_migrations
+from followup.db import Connection, Migration, service_migrations
+from followup.history import HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,19 @@ class ServiceSpec:
     def create_app(self, **kwargs: Any) -> AsgiFastStream:
         app: AsgiFastStream = importlib.import_module(f"{self.module}.app").create_app(**kwargs)
         return app
+
+    async def history(
+        self, conn: Connection, *, order_id: str | None, customer_id: str | None
+    ) -> list[HistoryEntry]:
+        """This service's history entries, or none if it keeps no history."""
+        try:
+            module = importlib.import_module(f"{self.module}.history")
+        except ModuleNotFoundError:
+            return []
+        entries: list[HistoryEntry] = await module.history(
+            conn, order_id=order_id, customer_id=customer_id
+        )
+        return entries
 
     def settings_class(self) -> Any:
         return getattr(importlib.import_module(f"{self.module}.settings"), f"{self.title}Settings")

@@ -2,6 +2,7 @@
 notifier -> signed webhook, with the reminder and notifier running in this process on a
 manual clock."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
+from followup import cli
 from followup.clock import ManualClock
 from followup.demo.receiver import ReceiverServer, WebhookReceiver
 from services.notifier.app import create_app as notifier_app
@@ -181,3 +184,28 @@ async def test_payment_that_arrives_before_the_order_event_is_remembered(
 
 async def _async(value: int) -> int:
     return value
+
+
+async def test_history_shows_every_decision_for_the_order(
+    first_slice: Slice, database: str
+) -> None:
+    s = first_slice
+    await s.kafka.publish(
+        "shop.orders", order_created("O-5", at=T0, deadline=T0 + timedelta(hours=24)), key="O-5"
+    )
+    await eventually(lambda: s.timers_of("O-5"), lambda n: n == 3, what="tiers planned")
+    s.clock.advance(timedelta(minutes=15))
+    await eventually(
+        lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder"
+    )
+
+    runner = CliRunner()
+    result = await asyncio.to_thread(
+        runner.invoke, cli.app, ["history", "--order", "O-5"], env={"DATABASE_URL": database}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 4
+    for tier, line in enumerate(lines[:3], start=1):
+        assert f"reminder   O-5        reminder tier {tier} scheduled  (tier_planned, due " in line
+    assert "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00)" in lines[3]
