@@ -57,12 +57,23 @@ class SendNotification(Contract):
         "(`unpaid_reminder.vip.2` → `unpaid_reminder.vip` → `unpaid_reminder`).",
         examples=["unpaid_reminder.new.1"],
     )
-    customer_id: str | None = Field(default=None, description="Recipient; none for ops messages.")
+    customer_id: str | None = Field(
+        default=None,
+        description="Recipient. Producers that do not know the customer (shipment and "
+        "after-sales events carry none) leave it out: the notifier resolves it from "
+        "`order_id`. None for ops messages.",
+    )
     order_id: str | None = Field(default=None, description="The order the message is about.")
     case_id: str | None = Field(default=None, description="After-sales case, when there is one.")
-    locale: Locale = Field(default="zh-CN", description="Customer's language; templates fall back.")
-    timezone: TimeZoneName = Field(
-        default="Asia/Shanghai", description="Customer's timezone, for quiet hours."
+    locale: Locale | None = Field(
+        default=None,
+        description="Customer's language; none means the recipient's as the notifier knows it. "
+        "Templates fall back to the language, then the default locale.",
+    )
+    timezone: TimeZoneName | None = Field(
+        default=None,
+        description="Customer's timezone for quiet hours and the times in the text; none "
+        "means the recipient's.",
     )
     variables: dict[str, JsonValue] = Field(
         default_factory=dict, description="Values the template renders."

@@ -76,7 +76,13 @@ class NotifierService:
         now = self._clock.now()
         sends = [(e.data, e.time) for e in events if isinstance(e, SendNotificationCommand)]
         cancels = [e.data for e in events if isinstance(e, CancelNotificationCommand)]
-        accepted = await store.accept(conn, sends, now)
+        accepted = await store.accept(
+            conn,
+            sends,
+            now,
+            default_locale=self._policy.default_locale,
+            default_timezone=self._policy.default_timezone,
+        )
         for delivery in accepted:
             self._metrics.accepted.labels(delivery.kind, "accepted").inc()
         accepted_keys = {d.idempotency_key for d in accepted}

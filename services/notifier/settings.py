@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from contracts.values import Locale
+from contracts.values import Locale, TimeZoneName
 from followup.durations import Duration
 from followup.settings import PolicySection, RuntimeSettings
 
@@ -54,6 +54,9 @@ class NotifierSettings(RuntimeSettings):
 class NotifierPolicy(PolicySection):
     default_locale: Locale = Field(
         default="zh-CN", description="Template language when the customer's has none."
+    )
+    default_timezone: TimeZoneName = Field(
+        default="Asia/Shanghai", description="Timezone when the customer's is not known."
     )
     concurrency: int = Field(default=64, ge=1, description="Deliveries in flight at once.")
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message fails.")

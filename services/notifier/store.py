@@ -72,7 +72,12 @@ def _deliveries(rows: Sequence[asyncpg.Record]) -> list[Delivery]:
 
 
 async def accept(
-    conn: Connection, commands: Sequence[tuple[SendNotification, datetime]], now: datetime
+    conn: Connection,
+    commands: Sequence[tuple[SendNotification, datetime]],
+    now: datetime,
+    *,
+    default_locale: str,
+    default_timezone: str,
 ) -> list[Delivery]:
     """Queue commands not seen before; returns only the newly queued ones."""
     if not commands:
@@ -103,8 +108,8 @@ async def accept(
         [c.customer_id for c, _ in ordered],
         [c.order_id for c, _ in ordered],
         [c.case_id for c, _ in ordered],
-        [c.locale for c, _ in ordered],
-        [c.timezone for c, _ in ordered],
+        [c.locale or default_locale for c, _ in ordered],
+        [c.timezone or default_timezone for c, _ in ordered],
         [c.variables for c, _ in ordered],
         [c.meta for c, _ in ordered],
         [c.priority.value for c, _ in ordered],
