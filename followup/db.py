@@ -23,15 +23,20 @@ Connection: TypeAlias = (
 RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-# Failures that say nothing about the data being processed: waiting and trying again is right.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
+# Failures that say nothing about the data being processed, so waiting and trying again is
+# right: connection (08), resources (53), operator intervention such as shutdown (57),
+# system (58), serialization and deadlock (40), and object state (55: "database is not
+# currently accepting connections", lock not available, object in use). A read-only
+# transaction (25006) is what a failover to a standby looks like until the DSN moves.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40", "55")
+_TRANSIENT_SQLSTATES = ("25006",)
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for infrastructure failures (database or broker unreachable, deadlock, shutdown)."""
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""
-        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
     from aiokafka.errors import KafkaError
 
     return isinstance(

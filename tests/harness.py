@@ -141,6 +141,18 @@ async def running(*apps: AsgiFastStream) -> AsyncIterator[None]:
             await app.stop()
 
 
+async def scrape(app: AsgiFastStream, series: str) -> float:
+    """The value of one series on the app's /metrics, through its ASGI interface."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        text = (await client.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)
+    )
+
+
 def cloud_event(
     event_type: str, data: dict[str, Any], *, time: datetime, event_id: str | None = None
 ) -> dict[str, Any]:
