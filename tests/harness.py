@@ -145,7 +145,7 @@ async def scrape(app: AsgiFastStream, series: str) -> float:
     """The value of one series on the app's /metrics, through its ASGI interface."""
     import httpx
 
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
         text = (await client.get("/metrics")).text
     return sum(

@@ -135,6 +135,7 @@ async def test_a_failing_timer_backs_off_and_is_parked_without_blocking_others(
         await loop.fire_due()
 
     parked = await pool.fetchrow("SELECT attempts, failed_at FROM timers WHERE key = 'poison'")
+    assert parked is not None
     assert parked["attempts"] == 3
     assert parked["failed_at"] is not None
     clock.advance(timedelta(days=1))
