@@ -127,6 +127,7 @@ async def test_a_failing_timer_backs_off_and_is_parked_without_blocking_others(
         row = await pool.fetchrow(
             "SELECT attempts, due_at, failed_at, last_error FROM timers WHERE key = 'poison'"
         )
+        assert row is not None
         assert row["attempts"] == attempt
         assert row["failed_at"] is None
         assert "cannot handle this one" in row["last_error"]
