@@ -1,7 +1,7 @@
 """Messages between our own services: commands to the notifier and its delivery status events."""
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, Field, JsonValue
 
@@ -182,10 +182,8 @@ class NotificationSuppressedEvent(CloudEvent):
     data: NotificationStatus = Field(description="The message's payload.")
 
 
-NotificationCommand = Annotated[
-    SendNotificationCommand | CancelNotificationCommand, Field(discriminator="type")
-]
-NotificationStatusEvent = Annotated[
-    NotificationSentEvent | NotificationFailedEvent | NotificationSuppressedEvent,
-    Field(discriminator="type"),
-]
+# What each of our topics carries; decoders tell the types apart by `type` (codec.py).
+NotificationCommand = SendNotificationCommand | CancelNotificationCommand
+NotificationStatusEvent = (
+    NotificationSentEvent | NotificationFailedEvent | NotificationSuppressedEvent
+)

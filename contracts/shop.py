@@ -344,20 +344,16 @@ class AftersaleClosedEvent(CloudEvent):
     data: AftersaleClosed = Field(description="The event's payload.")
 
 
-OrderEvent = Annotated[
-    OrderCreatedEvent | OrderCancelledEvent | OrderClosedEvent, Field(discriminator="type")
-]
-PaymentEvent = Annotated[PaymentSucceededEvent | PaymentFailedEvent, Field(discriminator="type")]
-ShipmentEvent = Annotated[
-    ShipmentDispatchedEvent | ShipmentTrackingEvent, Field(discriminator="type")
-]
-AftersaleEvent = Annotated[
+# What each shop topic carries; decoders tell the types apart by their `type` (codec.py).
+OrderEvent = OrderCreatedEvent | OrderCancelledEvent | OrderClosedEvent
+PaymentEvent = PaymentSucceededEvent | PaymentFailedEvent
+ShipmentEvent = ShipmentDispatchedEvent | ShipmentTrackingEvent
+AftersaleEvent = (
     AftersaleRequestedEvent
     | AftersaleApprovedEvent
     | AftersaleRejectedEvent
     | AftersaleReturnShippedEvent
     | AftersaleReturnReceivedEvent
     | AftersaleRefundedEvent
-    | AftersaleClosedEvent,
-    Field(discriminator="type"),
-]
+    | AftersaleClosedEvent
+)

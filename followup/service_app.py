@@ -120,13 +120,9 @@ class ServiceRuntime:
         decoder: EventDecoder[E],
         process: EventProcessor[E],
         *,
-        schema: Any,
         description: str,
     ) -> None:
-        """Subscribe to ``topic`` in batches; ``process`` gets new events in a transaction.
-
-        ``schema`` is the topic's message type; it only documents the channel (AsyncAPI).
-        """
+        """Subscribe to ``topic`` in batches; ``process`` gets new events in a transaction."""
         group_id = f"followup-{self.name}-{topic.value}"
         consumer = BatchConsumer(
             topic=topic.value,
@@ -155,7 +151,7 @@ class ServiceRuntime:
 
         handler.__name__ = f"{self.name}_{topic.name.lower()}"
         handler.__doc__ = description
-        handler.__annotations__["body"] = Annotated[schema, SkipValidation]
+        handler.__annotations__["body"] = Annotated[decoder.schema, SkipValidation]
         self.broker.subscriber(
             self.topics(topic),
             batch=True,

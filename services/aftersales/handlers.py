@@ -1,7 +1,6 @@
 """Which topic feeds which use case."""
 
 from contracts.codec import AFTERSALE_EVENTS
-from contracts.shop import AftersaleEvent
 from contracts.topics import Topic
 from followup.service_app import ServiceRuntime
 from services.aftersales.service import AftersalesService
@@ -12,6 +11,5 @@ def register(runtime: ServiceRuntime, service: AftersalesService) -> None:
         Topic.AFTERSALES,
         AFTERSALE_EVENTS,
         service.on_aftersale_events,
-        schema=AftersaleEvent,
         description="Tracks each refund or return case through its stages.",
     )

@@ -1,7 +1,6 @@
 """Which topic feeds which use case."""
 
 from contracts.codec import SHIPMENT_EVENTS
-from contracts.shop import ShipmentEvent
 from contracts.topics import Topic
 from followup.service_app import ServiceRuntime
 from services.logistics.service import LogisticsService
@@ -12,6 +11,5 @@ def register(runtime: ServiceRuntime, service: LogisticsService) -> None:
         Topic.SHIPMENTS,
         SHIPMENT_EVENTS,
         service.on_shipment_events,
-        schema=ShipmentEvent,
         description="Keeps each shipment's latest state from dispatch events and carrier scans.",
     )

@@ -1,7 +1,6 @@
 """Which topic feeds which use case; decoding, dead-lettering and commits are the runtime's."""
 
-from contracts.codec import NOTIFICATION_COMMANDS
-from contracts.notifications import NotificationCommand, NotificationStatusEvent
+from contracts.codec import NOTIFICATION_COMMANDS, NOTIFICATION_STATUSES
 from contracts.topics import Topic
 from followup.service_app import ServiceRuntime
 from services.notifier.service import NotifierService
@@ -12,13 +11,12 @@ def register(runtime: ServiceRuntime, service: NotifierService) -> None:
         Topic.NOTIFICATIONS,
         NOTIFICATION_COMMANDS,
         service.on_commands,
-        schema=NotificationCommand,
         description="Queues messages to send (at most once per idempotency key) and "
         "cancellations of messages not yet sent.",
     )
     runtime.wake_on_insert("deliveries", service.wake)
     runtime.publishes(
         Topic.NOTIFICATION_STATUS,
-        schema=NotificationStatusEvent,
+        schema=NOTIFICATION_STATUSES.schema,
         description="What became of each message: sent, failed or suppressed, with the reason.",
     )
