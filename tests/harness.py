@@ -23,6 +23,21 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 20.0
 
+# The webhook body of platform-contract.md, "The webhook channel", in its order.
+WEBHOOK_BODY_FIELDS = [
+    "message_id",
+    "idempotency_key",
+    "kind",
+    "order_id",
+    "customer_id",
+    "case_id",
+    "locale",
+    "subject",
+    "text",
+    "meta",
+    "created_at",
+]
+
 
 @contextmanager
 def embedded_kafka() -> Iterator[str]:

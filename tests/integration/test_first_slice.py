@@ -21,6 +21,7 @@ from services.notifier.settings import NotifierSettings
 from services.reminder.app import create_app as reminder_app
 from services.reminder.settings import ReminderSettings
 from tests.harness import (
+    WEBHOOK_BODY_FIELDS,
     Kafka,
     eventually,
     order_created,
@@ -101,19 +102,7 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     assert message.signature_valid
     assert message.headers["content-type"] == "application/json"
     assert message.headers["idempotency-key"] == "unpaid_reminder:O-1:1"
-    assert list(body) == [
-        "message_id",
-        "idempotency_key",
-        "kind",
-        "order_id",
-        "customer_id",
-        "case_id",
-        "locale",
-        "subject",
-        "text",
-        "meta",
-        "created_at",
-    ]
+    assert list(body) == WEBHOOK_BODY_FIELDS
     assert body["kind"] == "unpaid_reminder"
     assert body["order_id"] == "O-1"
     assert body["customer_id"] == "C-1"

@@ -4,6 +4,7 @@ import json
 
 from services.notifier.channels import OutgoingMessage
 from services.notifier.channels.webhook import signature, webhook_body
+from tests.harness import WEBHOOK_BODY_FIELDS
 
 MESSAGE = OutgoingMessage(
     message_id="m-1",
@@ -23,19 +24,7 @@ MESSAGE = OutgoingMessage(
 
 def test_body_has_exactly_the_contract_fields_in_order_as_utf8_json() -> None:
     body = webhook_body(MESSAGE)
-    assert list(json.loads(body)) == [
-        "message_id",
-        "idempotency_key",
-        "kind",
-        "order_id",
-        "customer_id",
-        "case_id",
-        "locale",
-        "subject",
-        "text",
-        "meta",
-        "created_at",
-    ]
+    assert list(json.loads(body)) == WEBHOOK_BODY_FIELDS
     assert "王女士".encode() in body  # not \\u-escaped
     assert json.loads(body)["case_id"] is None
 
