@@ -158,6 +158,8 @@ def _variables(
         return _iso(due) if due is not None and due > now else None
 
     window_end = return_window_end(case, policy)
+    next_update = now + policy.progress_every
+    quoted_step = step.quoted(now) if step is not None else None
     return {
         "case_id": case.case_id,
         "order_id": case.order_id,
@@ -171,9 +173,11 @@ def _variables(
         "reason": case.reason,
         "apologise": case.breached,
         "next_step": step.step.value if step is not None else None,
-        "next_step_by": _iso(step.quoted(now)) if step is not None else None,
+        "next_step_by": _iso(quoted_step),
         "overdue": step is not None and step.due_at is not None and step.due_at <= now,
-        "next_update_by": _iso(now + policy.progress_every),
+        "next_update_by": _iso(next_update),
+        # The promised step itself comes before the next update: that is the news to wait for.
+        "next_step_first": quoted_step is not None and quoted_step <= next_update,
         "answer_by": quoted(PromiseKind.FIRST_ANSWER),
         "ship_back_by": _iso(window_end) if window_end is not None and window_end > now else None,
         "refund_by": quoted(PromiseKind.REFUND),

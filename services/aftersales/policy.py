@@ -546,16 +546,17 @@ def decide(
             progress.append(PromiseOutcome.KEPT)
         current = replace(current, last_visible_at=now)
 
+    escalations = [Escalation(c.promise.kind, c.promise.due_at) for c in changes if c.escalate]
+    escalations = [e for e in escalations if e.name not in messages]
     current, stall = _stall(current, policy, now)
     if stall is not None:
         sends.append(stall)
         progress.append(PromiseOutcome.BREACHED)
-        if policy.escalate_stalls:
+        # A broken deadline noticed at the same moment already alerts operations: one alert.
+        if policy.escalate_stalls and not escalations:
             due = stall.silent_since + policy.progress_every
             sends.append(Escalation(PromiseKind.PROGRESS, due, stall.number))
-
-    escalations = [Escalation(c.promise.kind, c.promise.due_at) for c in changes if c.escalate]
-    sends += [e for e in escalations if e.name not in messages]
+    sends += escalations
 
     reminders, reminder_skips = _due_reminders(current, messages, policy, now)
     sends += reminders
