@@ -400,16 +400,20 @@ class Bookkeeping:
         self._policy = policy
         self._clock = clock
         self._metrics = metrics
+        # Like the timer loop: a clock that jumps (tests, demos) refreshes the figures at once.
+        self._refresh = asyncio.Event()
+        clock.on_change(self._refresh.set)
 
     async def gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._refresh.clear()
             try:
                 await self.refresh_gauges()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 log.debug("case gauges not refreshed: %s", exc)
-            await wait_for_any(stop, _GAUGES_INTERVAL_S)
+            await wait_for_any(stop, _GAUGES_INTERVAL_S, self._refresh)
 
     async def refresh_gauges(self) -> None:
         async with self._pool().acquire() as conn:
