@@ -125,7 +125,7 @@ class Rig:
 
     async def metric(self, name: str, **labels: str) -> float:
         """A sample of /metrics, summed over the series matching the labels."""
-        transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=self.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://aftersales") as http:
             text = (await http.get("/metrics")).text
         return sum(
