@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import JsonValue
@@ -279,7 +279,8 @@ def _escalation(
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    """UTC, whatever offset the event or the database gave: one spelling per instant."""
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
 def _hours(duration: timedelta) -> int:

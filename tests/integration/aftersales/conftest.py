@@ -4,7 +4,7 @@ PostgreSQL. What it decides is read back as commands from ``followup.notificatio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -134,6 +134,19 @@ class Rig:
             for sample in family.samples
             if sample.name == name and labels.items() <= sample.labels.items()
         )
+
+
+async def gauge(rig: "Rig", name: str, expected: float, **labels: str) -> None:
+    """Wait for a gauge; telling the loops the time (unchanged) refreshes the gauges at once."""
+    rig.clock.set(rig.clock.now())
+    await eventually(
+        lambda: rig.metric(name, **labels), lambda value: value == expected, what=f"{name}{labels}"
+    )
+
+
+def utc(moment: datetime) -> str:
+    """How the service spells a time in a message: ISO 8601 in UTC."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def settings(kafka: Kafka, database: str, **overrides: Any) -> AftersalesSettings:

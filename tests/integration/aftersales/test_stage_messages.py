@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from followup import cli
-from tests.harness import cloud_event, eventually, order_created, payment_succeeded
-from tests.integration.aftersales.conftest import T0, Rig
+from tests.harness import cloud_event, order_created, payment_succeeded
+from tests.integration.aftersales.conftest import T0, Rig, gauge, utc
 from tests.integration.aftersales.shop import aftersale
 
 pytestmark = pytest.mark.integration
@@ -100,12 +100,7 @@ async def test_each_case_is_told_every_stage_of_its_own_path(rig: Rig, database:
         ),
     )
     # Two cases still open, both on their way back: the gauge operations watch says so.
-    rig.clock.advance(timedelta(seconds=1))
-    await eventually(
-        lambda: rig.metric("followup_aftersales_open_cases", stage="return_shipped"),
-        lambda n: n == 2,
-        what="open cases by stage",
-    )
+    await gauge(rig, "followup_aftersales_open_cases", 2, stage="return_shipped")
     await step(
         rig,
         at(days=1, hours=20),
@@ -156,15 +151,15 @@ async def test_each_case_is_told_every_stage_of_its_own_path(rig: Rig, database:
 
     by_key = {c["idempotency_key"]: c for c in sends}
     requested = by_key["aftersale_progress:R-1:requested"]
-    assert requested["variables"]["answer_by"] == at(hours=12).isoformat()
+    assert requested["variables"]["answer_by"] == utc(at(hours=12))
     assert requested["variables"]["reason"] == "尺码偏小"
     assert requested["meta"]["promises"] == {
-        "first_answer": {"due_at": at(hours=12).isoformat(), "outcome": "open"}
+        "first_answer": {"due_at": utc(at(hours=12)), "outcome": "open"}
     }
     approved = by_key["aftersale_progress:R-1:approved"]
-    assert approved["variables"]["ship_back_by"] == at(hours=1, days=7).isoformat()
+    assert approved["variables"]["ship_back_by"] == utc(at(hours=1, days=7))
     refund_only = by_key["aftersale_progress:R-2:approved"]
-    assert refund_only["variables"]["refund_by"] == at(hours=26).isoformat()
+    assert refund_only["variables"]["refund_by"] == utc(at(hours=26))
     assert (refund_only["variables"]["amount"], refund_only["variables"]["refund_method"]) == (
         "129.00",
         "alipay",
@@ -175,13 +170,13 @@ async def test_each_case_is_told_every_stage_of_its_own_path(rig: Rig, database:
         "ZT1",
     )
     received = by_key["aftersale_progress:R-3:return_received"]
-    assert received["variables"]["replacement_by"] == at(days=3, hours=20).isoformat()
+    assert received["variables"]["replacement_by"] == utc(at(days=3, hours=20))
     refunded = by_key["aftersale_progress:R-1:refunded"]
     assert refunded["variables"]["refund_method"] == "alipay"  # 'original': how O-1 was paid
-    assert refunded["variables"]["money_expected_by"] == at(days=2, hours=5).isoformat()
+    assert refunded["variables"]["money_expected_by"] == utc(at(days=2, hours=5))
     assert refunded["variables"]["apologise"] is False
     closed = by_key["aftersale_progress:R-1:closed"]
-    assert closed["variables"]["reopen_by"] == at(days=17, hours=4).isoformat()
+    assert closed["variables"]["reopen_by"] == utc(at(days=17, hours=4))
 
     # Each step withdrew the previous step's message in case it was still queued.
     cancelled = {key for c in await rig.cancels() for key in c["idempotency_keys"]}

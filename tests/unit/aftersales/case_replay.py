@@ -2,7 +2,7 @@
 time order, so scenarios over days run as pure function calls."""
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,11 @@ T0 = datetime.fromisoformat("2026-11-22T10:00:00+08:00")
 
 def hours(n: float) -> datetime:
     return T0 + timedelta(hours=n)
+
+
+def utc(moment: datetime) -> str:
+    """How the service spells a time in a message: ISO 8601 in UTC."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def fact(

@@ -8,7 +8,7 @@ from contracts.shop import AftersaleKind
 from services.aftersales.messages import OrderFacts, Outgoing, compose, message_key, refund_method
 from services.aftersales.policy import Case, PromiseKind, Stage
 from services.aftersales.settings import AftersalesPolicy
-from tests.unit.aftersales.case_replay import CaseReplay, fact, hours
+from tests.unit.aftersales.case_replay import CaseReplay, fact, hours, utc
 
 ORDER = OrderFacts("O-1", "王女士", ("羊毛混纺大衣", "羊绒围巾"), "CNY", "wechat_pay")
 POLICY = AftersalesPolicy()
@@ -48,13 +48,13 @@ def test_each_stage_message_names_its_stage_and_kind_and_carries_machine_values(
     )
     assert (v["customer_name"], v["item_title"], v["item_count"]) == ("王女士", "羊毛混纺大衣", 2)
     assert (v["amount"], v["currency"], v["reason"]) == ("599.00", "CNY", "尺码偏小")
-    assert v["answer_by"] == hours(12).isoformat()
+    assert v["answer_by"] == utc(hours(12))
     assert v["next_step"] == "answer"
-    assert v["next_update_by"] == hours(24).isoformat()
+    assert v["next_update_by"] == utc(hours(24))
     assert v["apologise"] is False
     assert requested.meta["rule"] == "stage_notice"
     assert requested.meta["promises"] == {
-        "first_answer": {"due_at": hours(12).isoformat(), "outcome": "open"}
+        "first_answer": {"due_at": utc(hours(12)), "outcome": "open"}
     }
     assert (requested.source_event_id, requested.source_event_time) == (
         "evt-R-1-requested-1000",
@@ -76,7 +76,7 @@ def test_an_approved_return_says_by_when_to_send_it_back() -> None:
     replay.at(hours(0), fact(Stage.REQUESTED, hours(0)))
     replay.at(hours(1), fact(Stage.APPROVED, hours(1)))
     [approved] = composed(replay)
-    assert approved.variables["ship_back_by"] == (hours(1) + timedelta(days=7)).isoformat()
+    assert approved.variables["ship_back_by"] == utc(hours(1) + timedelta(days=7))
     assert approved.variables["refund_within_hours"] == 24
     assert approved.variables["refund_method"] == "wechat_pay"  # the order's payment
 
@@ -87,7 +87,7 @@ def test_refund_only_approval_quotes_the_refund_deadline() -> None:
     replay.at(hours(2), fact(Stage.APPROVED, hours(2)))
     [approved] = composed(replay)
     assert approved.template == "aftersale_progress.approved.refund_only"
-    assert approved.variables["refund_by"] == hours(26).isoformat()
+    assert approved.variables["refund_by"] == utc(hours(26))
     assert approved.variables["ship_back_by"] is not None  # present for any template, unused
 
 
@@ -97,7 +97,7 @@ def test_the_refund_message_says_when_the_money_arrives_for_that_method() -> Non
     replay.at(hours(3), fact(Stage.REFUNDED, hours(3), amount=None, method="card"))
     [refunded] = composed(replay)
     assert refunded.variables["refund_method"] == "card"
-    assert refunded.variables["money_expected_by"] == (hours(3) + timedelta(days=7)).isoformat()
+    assert refunded.variables["money_expected_by"] == utc(hours(3) + timedelta(days=7))
     assert refunded.variables["money_expected_within_hours"] == 24 * 7
     # The amount asked for is not known and the refund named none: no amount is shown.
     assert (refunded.variables["amount"], refunded.variables["currency"]) == (None, None)
@@ -108,7 +108,7 @@ def test_the_closing_message_says_until_when_the_case_can_be_reopened() -> None:
     replay.at(hours(0), fact(Stage.CLOSED, hours(0)))
     [closed] = composed(replay, order=None)
     assert closed.template == "aftersale_progress.closed"  # kind unknown: the stage's own
-    assert closed.variables["reopen_by"] == (hours(0) + timedelta(days=15)).isoformat()
+    assert closed.variables["reopen_by"] == utc(hours(0) + timedelta(days=15))
     assert closed.variables["customer_name"] is None
     assert closed.variables["item_count"] == 0
 
@@ -139,7 +139,7 @@ def test_a_broken_promise_is_escalated_with_its_evidence_and_without_a_customer(
     assert escalation.idempotency_key == "ops_escalation:aftersales:R-1:escalation.refund"
     assert escalation.priority is Priority.CRITICAL
     assert escalation.variables["promise"] == "refund"
-    assert escalation.variables["due_at"] == hours(24).isoformat()
+    assert escalation.variables["due_at"] == utc(hours(24))
     assert escalation.variables["overdue_minutes"] == 0
     meta: Any = escalation.meta
     assert meta["rule"] == "refund_breached"
@@ -150,7 +150,7 @@ def test_a_broken_promise_is_escalated_with_its_evidence_and_without_a_customer(
     assert still_on_it.variables["overdue"] is True
     assert still_on_it.variables["next_step"] == "refund"
     assert still_on_it.variables["next_step_by"] is None  # never quote a time gone by
-    assert still_on_it.meta["silent_since"] == hours(0).isoformat()
+    assert still_on_it.meta["silent_since"] == utc(hours(0))
     assert still_on_it.expires_at == hours(48)
 
 
@@ -161,7 +161,7 @@ def test_a_stall_escalation_says_since_when_the_case_is_silent() -> None:
     _, escalation = composed(replay)
     assert escalation.name == "escalation.progress.2"
     assert escalation.priority is Priority.HIGH
-    assert escalation.variables["silent_since"] == hours(24).isoformat()
+    assert escalation.variables["silent_since"] == utc(hours(24))
     assert escalation.variables["stall_number"] == 2
 
 
