@@ -25,13 +25,17 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Failures that say nothing about the data being processed: waiting and trying again is right.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
+# Single states that are infrastructure too: a database closed to connections (ALLOW_CONNECTIONS
+# false during maintenance: "database ... is not currently accepting connections") and a lock
+# wait that timed out.
+_TRANSIENT_SQLSTATES = ("55000", "55P03")
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for infrastructure failures (database or broker unreachable, deadlock, shutdown)."""
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""
-        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
     from aiokafka.errors import KafkaError
 
     return isinstance(

@@ -79,7 +79,7 @@ class Rig:
             await self.kafka.publish(topic, event, key=event["data"]["order_id"])
             self.published.add(event["id"])
 
-    async def quiet(self, what: str = "the service to settle") -> None:
+    async def quiet(self, what: str = "the service to settle", timeout_s: float = 20.0) -> None:
         """Every published event processed, no timer due, the outbox drained."""
 
         async def probe() -> dict[str, int]:
@@ -98,6 +98,7 @@ class Rig:
             probe,
             lambda r: r["seen"] == len(self.published) and r["due"] == 0 and r["outbox"] == 0,
             what=what,
+            timeout_s=timeout_s,
         )
 
     async def advance(self, delta: timedelta) -> None:
