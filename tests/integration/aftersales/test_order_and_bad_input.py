@@ -1,7 +1,7 @@
 """Steps out of order or twice never move a case back or repeat a message; events that cannot
 be processed go to the dead-letter topic with the reason, and the next one is handled."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from tests.integration.aftersales.shop import aftersale
 pytestmark = pytest.mark.integration
 
 
-def minutes(n: float) -> object:
+def minutes(n: float) -> datetime:
     return T0 + timedelta(minutes=n)
 
 

@@ -3,7 +3,6 @@ unanswered, a refund paid late, a case gone silent; each breach escalated to ope
 counted, and apologised for in the message that finally resolves the case."""
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,7 @@ from tests.integration.aftersales.shop import aftersale
 pytestmark = pytest.mark.integration
 
 
-def hours(n: float) -> Any:
+def hours(n: float) -> datetime:
     return T0 + timedelta(hours=n)
 
 

@@ -2,7 +2,7 @@
 two cases on one order and a third on the same customer's other order, each on its own path."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 RETURN_PATH = ["requested", "approved", "return_shipped", "return_received", "refunded", "closed"]
 
 
-def at(**delta: float) -> Any:
+def at(**delta: float) -> datetime:
     return T0 + timedelta(**delta)
 
 
