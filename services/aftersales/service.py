@@ -298,7 +298,7 @@ class AftersalesService:
         for intent in d.sends:
             if isinstance(intent, Escalation):
                 m.escalations.labels(intent.promise.value).inc()
-                log.warning(
+                log.info(
                     "case %s escalated to operations: %s promise broken (due %s)",
                     d.case.case_id,
                     intent.promise.value,

@@ -1,8 +1,10 @@
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from contracts.shop import AftersaleKind
+from followup.settings import load_policy
 from services.aftersales.policy import (
     Case,
     CaseConflict,
@@ -468,3 +470,11 @@ def test_settings_refuse_a_final_reminder_outside_the_window() -> None:
     assert policy.refund_arrival_for("card") == timedelta(days=5)
     assert policy.refund_arrival_for("paypal") == timedelta(days=3)
     assert policy.progress_every == timedelta(hours=12)
+
+
+def test_the_documented_policy_is_the_built_in_default_and_the_demo_policy_is_valid() -> None:
+    root = Path(__file__).resolve().parents[3] / "deploy"
+    documented = load_policy(root / "followup.toml", "aftersales", AftersalesPolicy)
+    assert documented == AftersalesPolicy()
+    demo = load_policy(root / "demo.toml", "aftersales", AftersalesPolicy)
+    assert demo.progress_every == timedelta(seconds=45)
