@@ -155,8 +155,7 @@ class AftersalesService:
 
     async def _settle(self, conn: Connection, facts: Mapping[str, list[StageFact]]) -> None:
         case_ids = sorted(facts)
-        await store.lock_cases(conn, case_ids)
-        cases = await store.load_cases(conn, case_ids)
+        cases = await store.lock_cases(conn, case_ids)
         promises = await store.load_promises(conn, case_ids)
         messages = await store.load_messages(conn, case_ids)
         now = self._clock.now()

@@ -19,10 +19,6 @@ from services.aftersales.policy import (
     Stage,
 )
 
-# First key of the two-key advisory locks on cases: its own key space, apart from the
-# single-key locks the runtime takes (outbox relay, migrations).
-_CASE_LOCK_SPACE = 5
-
 _STAGE_COLUMNS = {stage: f"{stage.value}_at" for stage in Stage}
 _DETAIL_COLUMNS = (
     "amount",
@@ -82,22 +78,18 @@ class NewOrder:
     currency: str
 
 
-async def lock_cases(conn: Connection, case_ids: Sequence[str]) -> None:
-    """Hold these cases until commit, so events, timers and replicas change a case one at a
-    time. An advisory lock also covers a case that has no row yet; taken in sorted order so
-    that two batches cannot wait for each other."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1::int, hashtext(id)) "
-        "FROM (SELECT DISTINCT unnest($2::text[]) AS id ORDER BY 1) ids",
-        _CASE_LOCK_SPACE,
-        list(case_ids),
-    )
+async def lock_cases(conn: Connection, case_ids: Sequence[str]) -> dict[str, Case]:
+    """Read the cases and hold them until commit, so events, timers and replicas change a
+    case one at a time (sorted, so two transactions cannot wait for each other).
 
-
-async def load_cases(conn: Connection, case_ids: Sequence[str]) -> dict[str, Case]:
+    A case not stored yet needs no lock: its events share one partition (keyed by order), so
+    two transactions that could both create it hold a common event, and the inbox claim of
+    that event id makes the second wait for the first and then see the case.
+    """
     rows = await conn.fetch(
-        f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases WHERE case_id = ANY($1::text[])",
-        list(case_ids),
+        f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases WHERE case_id = ANY($1::text[]) "
+        "ORDER BY case_id FOR UPDATE",
+        sorted(set(case_ids)),
     )
     return {r["case_id"]: _case(r) for r in rows}
 
