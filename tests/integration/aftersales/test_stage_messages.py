@@ -192,6 +192,13 @@ async def test_each_case_is_told_every_stage_of_its_own_path(rig: Rig, database:
     # Progress is kept by every real step that came within a day while the shop had the move.
     assert kept == {"first_answer": 3, "refund": 2, "replacement": 1, "progress": 8}
     assert await rig.metric("followup_aftersales_promises_total", outcome="breached") == 0
+    # Time in each stage, from the steps' own times: every case left "requested" once.
+    stage_seconds = "followup_aftersales_stage_seconds"
+    assert await rig.metric(f"{stage_seconds}_count", stage="requested") == 3
+    assert (
+        await rig.metric(f"{stage_seconds}_sum", stage="return_shipped", kind="exchange")
+        == 20 * 3600
+    )
     assert await rig.metric("followup_aftersales_receipt_to_refund_seconds_count") == 1
     assert await rig.metric("followup_aftersales_receipt_to_refund_seconds_sum") == 7 * 3600
     assert await rig.db.fetchval("SELECT count(*) FROM aftersales.timers") == 0
