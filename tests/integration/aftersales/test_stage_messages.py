@@ -5,10 +5,12 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
 from followup import cli
+from services.aftersales import store
 from tests.harness import cloud_event, order_created, payment_succeeded
 from tests.integration.aftersales.conftest import T0, Rig, gauge, utc
 from tests.integration.aftersales.shop import aftersale
@@ -212,3 +214,20 @@ async def test_each_case_is_told_every_stage_of_its_own_path(rig: Rig, database:
     assert any("case R-3 message closed sent" in line and " O-2 " in line for line in lines)
     assert any("case R-1 refund promise kept" in line for line in lines)
     assert sum("case R-2 " in line for line in lines) >= 4
+
+    # Order details nobody will need are forgotten; those of orders with a case are kept.
+    conn = await asyncpg.connect(database, server_settings={"search_path": "aftersales"})
+    try:
+        await conn.execute(
+            "INSERT INTO orders (order_id, updated_at) VALUES ('O-old', $1), ('O-new', $2)",
+            T0 - timedelta(days=200),
+            T0,
+        )
+        assert await store.forget_orders(conn, T0 - timedelta(days=180)) == 1
+        assert await store.forget_orders(conn, T0 + timedelta(days=365)) == 1  # O-new
+        assert {r["order_id"] for r in await conn.fetch("SELECT order_id FROM orders")} == {
+            "O-1",
+            "O-2",
+        }
+    finally:
+        await conn.close()
