@@ -52,7 +52,7 @@ async def main(cases: int) -> None:
         now = datetime.now(UTC) - timedelta(minutes=5)
         published = await stack.publish_all("shop.aftersales", steps(cases, now))
         settings = AftersalesSettings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             kafka_bootstrap_servers=stack.bootstrap,
             kafka_topic_prefix=stack.prefix,
             kafka_idempotent_producer=False,
