@@ -23,6 +23,7 @@ async def test_broken_promises_are_escalated_once_and_apologised_for(rig: Rig) -
         aftersale(
             "requested", "R-12", "O-12", T0, kind="refund_only", amount="59.00", currency="CNY"
         ),
+        aftersale("requested", "R-13", "O-13", T0, kind="exchange"),
     )
     await rig.quiet()
     for h, events in (
@@ -31,10 +32,23 @@ async def test_broken_promises_are_escalated_once_and_apologised_for(rig: Rig) -
             [
                 aftersale("approved", "R-11", "O-11", hours(1)),
                 aftersale("approved", "R-12", "O-12", hours(1)),
+                aftersale("approved", "R-13", "O-13", hours(1)),
             ],
         ),
-        (2, [aftersale("return_shipped", "R-11", "O-11", hours(2))]),
-        (3, [aftersale("return_received", "R-11", "O-11", hours(3))]),
+        (
+            2,
+            [
+                aftersale("return_shipped", "R-11", "O-11", hours(2)),
+                aftersale("return_shipped", "R-13", "O-13", hours(2)),
+            ],
+        ),
+        (
+            3,
+            [
+                aftersale("return_received", "R-11", "O-11", hours(3)),
+                aftersale("return_received", "R-13", "O-13", hours(3)),
+            ],
+        ),
         (5, [aftersale("refunded", "R-12", "O-12", hours(5), method="alipay")]),
     ):
         rig.clock.set(hours(h))
@@ -44,8 +58,8 @@ async def test_broken_promises_are_escalated_once_and_apologised_for(rig: Rig) -
         await rig.db.fetchval(
             "SELECT count(*) FROM aftersales.timers WHERE kind = 'aftersale_promise'"
         )
-        == 2
-    )  # R-10's first answer and R-11's refund; R-12 kept both of its promises
+        == 3
+    )  # R-10's first answer, R-11's refund, R-13's replacement; R-12 kept both of its own
 
     # 12 h: R-10 has had no answer. Operations hear it; the customer not yet.
     await rig.advance(timedelta(hours=7))
@@ -114,22 +128,34 @@ async def test_broken_promises_are_escalated_once_and_apologised_for(rig: Rig) -
         "ops_escalation:aftersales:R-10:escalation.first_answer",
         "ops_escalation:aftersales:R-10:escalation.progress.1",
         "ops_escalation:aftersales:R-11:escalation.refund",
+        # The exchange never completes: a stall at 27 h, then its replacement deadline (51 h),
+        # noticed when the clock jumps to 100 h: one alert, not a burst of missed stalls.
+        "ops_escalation:aftersales:R-13:escalation.progress.1",
+        "ops_escalation:aftersales:R-13:escalation.replacement",
     ]
+    r13 = {s["idempotency_key"].rsplit(":", 1)[-1]: s for s in await rig.sends("R-13")}
+    assert r13["escalation.replacement"]["template"] == "ops_escalation.aftersales.replacement"
+    assert r13["escalation.replacement"]["variables"]["due_at"] == utc(hours(51))
+    assert r13["still_on_it.2"]["variables"]["next_step"] == "replacement"
+    assert r13["still_on_it.2"]["variables"]["overdue"] is True
     counted = {
         (promise, outcome): await rig.metric(
             "followup_aftersales_promises_total", promise=promise, outcome=outcome
         )
-        for promise in ("first_answer", "refund", "progress")
+        for promise in ("first_answer", "refund", "replacement", "progress")
         for outcome in ("kept", "breached")
     }
     assert counted == {
-        ("first_answer", "kept"): 2,
+        ("first_answer", "kept"): 3,
         ("first_answer", "breached"): 1,
         ("refund", "kept"): 1,
         ("refund", "breached"): 1,
-        ("progress", "kept"): 6,
-        ("progress", "breached"): 2,
+        ("replacement", "kept"): 0,
+        ("replacement", "breached"): 1,
+        ("progress", "kept"): 8,
+        ("progress", "breached"): 4,
     }
-    for promise, n in (("first_answer", 1), ("refund", 1), ("progress", 1)):
+    for promise, n in (("first_answer", 1), ("refund", 1), ("replacement", 1), ("progress", 2)):
         assert await rig.metric("followup_aftersales_escalations_total", promise=promise) == n
-    await gauge(rig, "followup_aftersales_overdue_cases", 0)
+    await gauge(rig, "followup_aftersales_overdue_cases", 1)  # only the exchange still owed
+    await gauge(rig, "followup_aftersales_overdue_cases", 1, promise="replacement")
