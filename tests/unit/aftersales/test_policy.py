@@ -478,3 +478,11 @@ def test_the_documented_policy_is_the_built_in_default_and_the_demo_policy_is_va
     assert documented == AftersalesPolicy()
     demo = load_policy(root / "demo.toml", "aftersales", AftersalesPolicy)
     assert demo.progress_every == timedelta(seconds=45)
+
+
+def test_only_messages_that_went_out_are_withdrawn() -> None:
+    replay = CaseReplay()
+    together = replay.at(hours(2), fact(Stage.REQUESTED, hours(0)), fact(Stage.APPROVED, hours(1)))
+    assert [(s.name, s.reason) for s in together.skips] == [("requested", "superseded")]
+    shipped = replay.at(hours(30), fact(Stage.RETURN_SHIPPED, hours(30)))
+    assert shipped.cancels == ["approved"]  # "requested" never went out: nothing to withdraw
