@@ -1,7 +1,8 @@
 """Demo traffic: the shop platform's side of a few realistic stories, on a short clock.
 
 Each story is a customer and what happens to their order: paid at once, paid after a
-reminder, never paid, cancelled, shipped and delivered, stuck in transit, lost, returned.
+reminder, never paid, cancelled, shipped and delivered, stuck in transit, lost, returned,
+refunded late, a return never sent back, a return declined.
 Time is compressed: one story minute lasts ``minute_s`` real seconds, and event times are
 real times, so the stack's policy (``deploy/demo.toml``) is compressed the same way.
 """
@@ -21,9 +22,13 @@ from contracts.envelope import CloudEvent, Contract
 from contracts.shop import (
     AftersaleApproved,
     AftersaleApprovedEvent,
+    AftersaleClosed,
+    AftersaleClosedEvent,
     AftersaleKind,
     AftersaleRefunded,
     AftersaleRefundedEvent,
+    AftersaleRejected,
+    AftersaleRejectedEvent,
     AftersaleRequested,
     AftersaleRequestedEvent,
     AftersaleReturnReceived,
@@ -254,7 +259,17 @@ class Story:
         )
         return self
 
-    def aftersale(self, minute: float, step: str, case_id: str) -> "Story":
+    def aftersale(
+        self,
+        minute: float,
+        step: str,
+        case_id: str,
+        *,
+        kind: AftersaleKind = AftersaleKind.RETURN_REFUND,
+        reason: str = "尺码不合适",
+    ) -> "Story":
+        """One after-sales step; ``reason`` is the customer's (requested) or the shop's
+        (rejected)."""
         when = self.at(minute)
         total = sum((i.unit_price * i.quantity for i in self.items), Decimal("0.00"))
         steps: dict[str, tuple[type[CloudEvent], Contract]] = {
@@ -263,16 +278,24 @@ class Story:
                 AftersaleRequested(
                     case_id=case_id,
                     order_id=self.order_id,
-                    kind=AftersaleKind.RETURN_REFUND,
+                    kind=kind,
                     requested_at=when,
                     amount=total,
                     currency="CNY",
-                    reason="尺码不合适",
+                    reason=reason,
                 ),
             ),
             "approved": (
                 AftersaleApprovedEvent,
                 AftersaleApproved(case_id=case_id, order_id=self.order_id, at=when),
+            ),
+            "rejected": (
+                AftersaleRejectedEvent,
+                AftersaleRejected(case_id=case_id, order_id=self.order_id, at=when, reason=reason),
+            ),
+            "closed": (
+                AftersaleClosedEvent,
+                AftersaleClosed(case_id=case_id, order_id=self.order_id, at=when),
             ),
             "return_shipped": (
                 AftersaleReturnShippedEvent,
@@ -357,6 +380,36 @@ def stories(
         .aftersale(2.3, "return_shipped", f"R-{prefix}8")
         .aftersale(3.0, "return_received", f"R-{prefix}8")
         .aftersale(3.6, "refunded", f"R-{prefix}8")
+        .aftersale(3.7, "closed", f"R-{prefix}8")
+    )
+    yield (
+        story(9)
+        .created(0.9, deadline_minutes=4)
+        .paid(1.0)  # refund before dispatch, paid late: the shop is chased, the customer told
+        .aftersale(
+            1.2, "requested", f"R-{prefix}9", kind=AftersaleKind.REFUND_ONLY, reason="不想要了"
+        )
+        .aftersale(1.5, "approved", f"R-{prefix}9")
+        .aftersale(5.0, "refunded", f"R-{prefix}9")
+    )
+    yield (
+        story(10)
+        .created(0.9, deadline_minutes=4)
+        .paid(1.0)  # return approved but never sent back: reminders, then the window closes
+        .dispatched(1.1, service_level=ServiceLevel.EXPRESS, eta_minutes=1)
+        .scan(1.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+        .aftersale(1.6, "requested", f"R-{prefix}10", reason="颜色和图片不一样")
+        .aftersale(1.8, "approved", f"R-{prefix}10")
+        .aftersale(8.0, "closed", f"R-{prefix}10")
+    )
+    yield (
+        story(11)
+        .created(0.9, deadline_minutes=4)
+        .paid(1.0)  # a return the shop declines, with its reason and what to do now
+        .dispatched(1.1, service_level=ServiceLevel.EXPRESS, eta_minutes=1)
+        .scan(1.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+        .aftersale(1.7, "requested", f"R-{prefix}11", reason="不喜欢")
+        .aftersale(2.2, "rejected", f"R-{prefix}11", reason="商品已拆封使用，影响二次销售")
     )
 
 
