@@ -119,7 +119,7 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     assert body["customer_id"] == "C-1"
     assert body["case_id"] is None
     assert body["locale"] == "zh-CN"
-    assert body["meta"] == {"tier": 1}
+    assert body["meta"] == {"tier": 1, "segment": "new"}
     assert "O-1" in body["text"]
     assert "王女士" in body["text"]
     assert "11月23日 10:00" in body["text"]  # the deadline, in the customer's timezone
