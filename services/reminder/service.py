@@ -545,7 +545,12 @@ class ReminderService:
             "tier": tier,
             "last_tier": last,
             **primary,
-            "low_stock_items": [i["title"] for i in primary["items"] if i["low_stock"]],
+            "low_stock_items": [
+                {"title": i["title"], "stock_left": i["stock_left"]}
+                for i in primary["items"]
+                if i["low_stock"]
+            ],
+            "first_deadline": min(o["pay_deadline"] for o in summaries),
             "hold_minutes": int(self._policy.hold_stock_for.total_seconds() // 60),
             "member_level": customer.get("member_level", "none"),
             "points": points_for(order.total or Decimal(0), self._policy.points_per_unit)
