@@ -193,14 +193,13 @@ def plan_tiers(
             due = pay_deadline - tier.before_deadline
         else:
             due = ordered_at + (tier.after_created or timedelta(0))
-        last = number == len(tiers)
         if due >= pay_deadline:
             planned.append(TierSkipped(number, due, "after_deadline"))
         elif now - due > policy.late_grace:
             planned.append(TierSkipped(number, due, "overdue_on_arrival"))
         else:
             planned.append(
-                _outside_quiet_hours(TierDue(number, due, last), pay_deadline, policy, timezone)
+                _outside_quiet_hours(TierDue(number, due), pay_deadline, policy, timezone)
             )
     return _without_superseded(planned)
 
@@ -217,15 +216,28 @@ def _outside_quiet_hours(
 
 
 def _without_superseded(planned: list[TierDue | TierSkipped]) -> list[TierDue | TierSkipped]:
+    """Keep the due tiers strictly in order. A tier that quiet hours pushed onto or past the
+    next one gives way to it; a tier that falls before the one kept before it (a short
+    deadline) is dropped. The last tier kept says when the order closes."""
     result: list[TierDue | TierSkipped] = []
-    for index, step in enumerate(planned):
-        later = [s for s in planned[index + 1 :] if isinstance(s, TierDue)]
-        if isinstance(step, TierDue) and later and step.due_at >= later[0].due_at:
-            result.append(
-                TierSkipped(step.tier, step.due_at, f"superseded_by_tier_{later[0].tier}")
-            )
-        else:
+    kept: tuple[int, TierDue] | None = None
+    for step in planned:
+        if not isinstance(step, TierDue):
             result.append(step)
+            continue
+        if kept is not None and step.due_at <= kept[1].due_at:
+            index, previous = kept
+            if previous.deferred_from is None:
+                result.append(TierSkipped(step.tier, step.due_at, f"before_tier_{previous.tier}"))
+                continue
+            result[index] = TierSkipped(
+                previous.tier, previous.due_at, f"superseded_by_tier_{step.tier}"
+            )
+        kept = (len(result), step)
+        result.append(step)
+    if kept is not None:
+        index, final = kept
+        result[index] = TierDue(final.tier, final.due_at, True, final.deferred_from)
     return result
 
 
