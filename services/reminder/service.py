@@ -366,7 +366,8 @@ class ReminderService:
         )
         reminded_orders = {o.order_id: o.last_reminded_at for o in orders.values()}
         batch = _FiringBatch()
-        for timer in sorted(timers, key=lambda t: (t.due_at, t.key)):
+        # Of two tiers of one order due together (quiet hours), the later tier speaks.
+        for timer in sorted(timers, key=lambda t: (t.due_at, t.subject, -int(t.payload["tier"]))):
             tier = int(timer.payload["tier"])
             order = orders.get(timer.subject)
             if order is None or order.details is None or order.pay_deadline is None:
