@@ -262,7 +262,7 @@ class Skip:
 
 @dataclass(frozen=True)
 class AlreadyReminded:
-    """The order was listed in a message to the customer moments ago: this tier is merged."""
+    """The order was in a message that went out after this tier fell due: merged into it."""
 
 
 FireDecision = Send | Defer | Skip | AlreadyReminded
@@ -277,6 +277,8 @@ class DueReminder:
     """When this customer last got any reminder (any order)."""
     order_reminded_at: datetime | None
     """When this order last appeared in a reminder."""
+    due_at: datetime
+    """When the tier fell due (after any deferral)."""
 
 
 def reminder_blocker(status: OrderStatus, pay_deadline: datetime, now: datetime) -> str | None:
@@ -308,7 +310,9 @@ def decide_due_reminder(due: DueReminder, policy: ReminderPolicy, now: datetime)
     last = due.customer_reminded_at
     if last is None or now - last >= policy.min_gap:
         return Send()
-    if due.order_reminded_at is not None and due.order_reminded_at >= last:
+    # Listed in a message since this tier fell due (together with another order's tier, or
+    # fired a moment later by another replica): that message did this tier's job.
+    if due.order_reminded_at is not None and due.order_reminded_at >= due.due_at:
         return AlreadyReminded()
     after_gap = last + policy.min_gap
     return (

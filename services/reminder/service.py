@@ -385,6 +385,7 @@ class ReminderService:
                         order.timezone or "Asia/Shanghai",
                         reminded_customers.get(customer_id),
                         reminded_orders.get(order.order_id),
+                        timer.due_at,
                     ),
                     self._policy,
                     now,

@@ -284,8 +284,9 @@ def due(
     customer_reminded_at: datetime | None = None,
     order_reminded_at: datetime | None = None,
     timezone: str = "Asia/Shanghai",
+    due_at: datetime = T0,
 ) -> DueReminder:
-    return DueReminder(status, deadline, timezone, customer_reminded_at, order_reminded_at)
+    return DueReminder(status, deadline, timezone, customer_reminded_at, order_reminded_at, due_at)
 
 
 def test_a_due_tier_is_sent() -> None:
@@ -323,12 +324,20 @@ def test_a_customer_reminded_recently_waits_for_the_gap() -> None:
     assert decide_due_reminder(due(customer_reminded_at=long_ago), DEFAULT, T0) == Send()
 
 
-def test_an_order_listed_in_the_customers_last_message_is_merged() -> None:
-    earlier = T0 - timedelta(minutes=30)
-    decision = decide_due_reminder(
-        due(customer_reminded_at=earlier, order_reminded_at=earlier), DEFAULT, T0
+def test_a_tier_whose_order_was_listed_after_it_fell_due_is_merged() -> None:
+    moment_ago = T0 - timedelta(seconds=1)
+    listed = due(
+        customer_reminded_at=moment_ago,
+        order_reminded_at=moment_ago,
+        due_at=T0 - timedelta(seconds=2),
     )
-    assert decision == AlreadyReminded()
+    assert decide_due_reminder(listed, DEFAULT, T0) == AlreadyReminded()
+    # Listed before this tier fell due: the tier still has something to say, after the gap.
+    earlier = T0 - timedelta(minutes=30)
+    before = due(customer_reminded_at=earlier, order_reminded_at=earlier, due_at=T0)
+    assert decide_due_reminder(before, DEFAULT, T0) == Defer(
+        earlier + timedelta(hours=2), "customer_gap"
+    )
 
 
 def test_template_names_fall_back_from_segment_and_tier() -> None:
