@@ -127,7 +127,9 @@ class ServiceRuntime:
 
         ``schema`` is the topic's message type; it only documents the channel (AsyncAPI).
         """
-        group_id = f"followup-{self.name}-{topic.value}"
+        # The prefix is part of the group: deployments (or test runs) that share a cluster
+        # under different prefixes must not share consumer groups and rebalance each other.
+        group_id = f"followup-{self.name}-{self.topics(topic)}"
         consumer = BatchConsumer(
             topic=topic.value,
             decoder=decoder,

@@ -120,6 +120,7 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     assert body["case_id"] is None
     assert body["locale"] == "zh-CN"
     assert body["meta"] == {"tier": 1, "segment": "new"}
+    assert body["text"].startswith("王女士，您好，欢迎第一次光临本店！")  # unpaid_reminder.new.1
     assert "O-1" in body["text"]
     assert "王女士" in body["text"]
     assert "11月23日 10:00" in body["text"]  # the deadline, in the customer's timezone
@@ -147,16 +148,36 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
     await eventually(lambda: s.timers_of("O-3"), lambda n: n == 3, what="control tiers planned")
     s.clock.advance(timedelta(minutes=15))
     await eventually(
-        lambda: _async(len(s.receiver.accepted)), lambda n: n >= 1, what="control reminder"
+        lambda: _async(
+            len([m for m in s.receiver.accepted if m.payload["kind"] == "unpaid_reminder"])
+        ),
+        lambda n: n >= 1,
+        what="control reminder",
     )
 
-    assert [m.payload["order_id"] for m in s.receiver.received] == ["O-3"]
+    reminders = [m.payload for m in s.receiver.received if m.payload["kind"] == "unpaid_reminder"]
+    assert [r["order_id"] for r in reminders] == ["O-3"]
     assert await s.decisions_of("O-2") == [
         (1, "scheduled", "tier_planned"),
         (2, "scheduled", "tier_planned"),
         (3, "scheduled", "tier_planned"),
         (None, "cancelled", "order_paid"),
+        (None, "sent", "order_confirmation"),
     ]
+    # The payment's order confirmation went through the notifier to the gateway instead.
+    await eventually(
+        lambda: _async(
+            len([m for m in s.receiver.accepted if m.payload["kind"] == "order_confirmation"])
+        ),
+        lambda n: n == 1,
+        what="the order confirmation",
+    )
+    confirmation = next(
+        m.payload for m in s.receiver.accepted if m.payload["kind"] == "order_confirmation"
+    )
+    assert confirmation["order_id"] == "O-2"
+    assert "羊毛混纺大衣（M，藏青） × 1" in confirmation["text"]
+    assert "请在发货前直接回复这条消息" in confirmation["text"]
 
 
 async def test_payment_that_arrives_before_the_order_event_is_remembered(
@@ -174,10 +195,11 @@ async def test_payment_that_arrives_before_the_order_event_is_remembered(
     await s.kafka.publish(
         "shop.orders", order_created("O-4", at=T0, deadline=T0 + timedelta(hours=24)), key="O-4"
     )
-    await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 2, what="decisions")
+    await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 3, what="decisions")
     assert await s.decisions_of("O-4") == [
         (None, "cancelled", "order_paid"),
         (None, "skipped", "order_paid"),
+        (None, "sent", "order_confirmation"),  # now that the order's items are known
     ]
     assert await s.timers_of("O-4") == 0
 
@@ -208,4 +230,6 @@ async def test_history_shows_every_decision_for_the_order(
     assert len(lines) == 4
     for tier, line in enumerate(lines[:3], start=1):
         assert f"reminder   O-5        reminder tier {tier} scheduled  (tier_planned, due " in line
-    assert "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00)" in lines[3]
+    assert (
+        "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00, segment new)" in lines[3]
+    )
