@@ -6,6 +6,7 @@ returns ``Tally.commit``, so metrics count only what committed.
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,12 +50,14 @@ from services.reminder.policy import (
     OrderStatus,
     Skip,
     TierDue,
+    TierSkipped,
     assign_variant,
     decide_due_reminder,
     dispatch_window,
     known_figures,
     plan_tiers,
     points_for,
+    reminder_blocker,
     segment_of,
     template_name,
     tiers_for,
@@ -100,9 +103,8 @@ class ReminderService:
         first_seen = list(
             {e.data.order_id: e for e in reversed(created) if e.data.order_id not in known}.values()
         )
-        await self._schedule(conn, first_seen, tally)
+        paid_first = await self._schedule(conn, first_seen, tally)
         # A payment that came before its order: now the customer and the items are known.
-        paid_first = [e.data.order_id for e in first_seen]
         await store.credit_customers(conn, paid_first)
         await self._confirm(conn, paid_first, tally)
         return tally.commit
@@ -160,89 +162,62 @@ class ReminderService:
 
     async def _schedule(
         self, conn: Connection, created: Sequence[OrderCreatedEvent], tally: Tally
-    ) -> None:
-        """Plan the tiers of orders seen for the first time and still unpaid. An order
-        republished under a new event id is not planned again: its tiers may have fired."""
+    ) -> list[str]:
+        """Plan the tiers of orders seen for the first time and still unpaid; returns those
+        already paid. An order republished under a new event id is not planned again: its
+        tiers may have fired. Only the first tier gets a timer; each tier that fires schedules
+        the next one (its plan travels in the timer), so pending timers stay one per order."""
         if not created:
-            return
-        orders = await store.lock_orders(conn, [e.data.order_id for e in created])
+            return []
+        states = await store.lock_order_states(conn, [e.data.order_id for e in created])
         now = self._clock.now()
         timers: list[Timer] = []
         decisions: list[Decision] = []
+        paid: list[str] = []
         for event in created:
-            order = orders[event.data.order_id]
-            segment, variant = order.segment or Segment.NEW.value, order.variant or "none"
-            with event_context(event.id):
-                if order.status is not OrderStatus.UNPAID:
-                    log.info("order %s already %s, no reminders", order.order_id, order.status)
-                    decisions.append(
-                        Decision(
-                            order.order_id,
-                            None,
-                            "skipped",
-                            f"order_{order.status}",
-                            now,
-                            None,
-                            segment,
-                        )
-                    )
-                    continue
-                tally.inc(self._metrics.orders, (segment, variant))
-                if variant == HOLDOUT:
-                    decisions.append(
-                        Decision(order.order_id, None, "skipped", "holdout", now, None, segment)
-                    )
-                    continue
-                tiers = tiers_for(Segment(segment), variant, self._policy)
-                for step in plan_tiers(
-                    event.time,
-                    event.data.pay_deadline,
-                    tiers,
-                    self._policy,
-                    timezone=event.data.customer.timezone,
-                    now=now,
-                ):
-                    if isinstance(step, TierDue):
-                        timers.append(
-                            Timer(
-                                REMINDER_TIMER,
-                                f"{order.order_id}:{step.tier}",
-                                order.order_id,
-                                step.due_at,
-                                {"tier": step.tier, "last": step.last},
-                            )
-                        )
-                        decision, reason = (
-                            ("deferred", "quiet_hours")
-                            if step.deferred_from
-                            else ("scheduled", "tier_planned")
-                        )
-                        decisions.append(
-                            Decision(
-                                order.order_id,
-                                step.tier,
-                                decision,
-                                reason,
-                                now,
-                                step.due_at,
-                                segment,
-                            )
-                        )
-                    else:
-                        decisions.append(
-                            Decision(
-                                order.order_id,
-                                step.tier,
-                                "skipped",
-                                step.reason,
-                                now,
-                                step.due_at,
-                                segment,
-                            )
-                        )
+            order_id = event.data.order_id
+            state = states[order_id]
+            segment, variant = state.segment or Segment.NEW.value, state.variant or "none"
+            if state.status is not OrderStatus.UNPAID:
+                with event_context(event.id):
+                    log.info("order %s already %s, no reminders", order_id, state.status)
+                decisions.append(
+                    Decision(order_id, None, "skipped", f"order_{state.status}", now, None, segment)
+                )
+                if state.status is OrderStatus.PAID:
+                    paid.append(order_id)
+                continue
+            tally.inc(self._metrics.orders, (segment, variant))
+            if variant == HOLDOUT:
+                decisions.append(Decision(order_id, None, "skipped", "holdout", now, None, segment))
+                continue
+            steps = plan_tiers(
+                event.time,
+                event.data.pay_deadline,
+                tiers_for(Segment(segment), variant, self._policy),
+                self._policy,
+                timezone=event.data.customer.timezone,
+                now=now,
+            )
+            plan = [_planned(step) for step in steps]
+            decisions.append(
+                Decision(order_id, None, "planned", "tiers_planned", now, None, segment, plan)
+            )
+            for step in plan:
+                tally.inc(
+                    self._metrics.decisions,
+                    (step["decision"], step["reason"], str(step["tier"]), segment),
+                )
+            due = [step for step in steps if isinstance(step, TierDue)]
+            if due:
+                timers.append(_tier_timer(order_id, due[0], due[1:]))
         # Not replacing: a redelivered order.created must not move a timer already planned.
         await schedule_timers(conn, timers, replace=False)
-        await self._record(conn, decisions, tally)
+        await store.record_decisions(conn, decisions)
+        for d in decisions:
+            if d.plan is None:
+                tally.inc(self._metrics.decisions, (d.decision, d.reason, "", d.segment or ""))
+        return paid
 
     async def _settle(
         self, conn: Connection, settlements: Sequence[Settlement], tally: Tally
@@ -366,8 +341,7 @@ class ReminderService:
         )
         reminded_orders = {o.order_id: o.last_reminded_at for o in orders.values()}
         batch = _FiringBatch()
-        # Of two tiers of one order due together (quiet hours), the later tier speaks.
-        for timer in sorted(timers, key=lambda t: (t.due_at, t.subject, -int(t.payload["tier"]))):
+        for timer in sorted(timers, key=lambda t: (t.due_at, t.key)):
             tier = int(timer.payload["tier"])
             order = orders.get(timer.subject)
             if order is None or order.details is None or order.pay_deadline is None:
@@ -376,7 +350,6 @@ class ReminderService:
                 )
                 continue
             customer_id = order.customer_id or ""
-            segment = order.segment or Segment.NEW.value
             with event_context(order.created_event or ""):
                 decision = decide_due_reminder(
                     DueReminder(
@@ -390,17 +363,24 @@ class ReminderService:
                     self._policy,
                     now,
                 )
-                if isinstance(decision, Skip):
-                    batch.decide(
-                        order, tier, "skipped", decision.reason, now=now, due_at=timer.due_at
-                    )
-                elif isinstance(decision, Defer):
+                later = _later(timer)
+                if isinstance(decision, Defer) and later and decision.until >= later[0].due_at:
+                    # Waiting would bring this tier level with the next one, which says more.
+                    decision = Skip(f"superseded_by_tier_{later[0].tier}")
+                if isinstance(decision, Defer):
                     batch.moved.append(
                         Timer(timer.kind, timer.key, timer.subject, decision.until, timer.payload)
                     )
                     batch.decide(
                         order, tier, "deferred", decision.reason, now=now, due_at=decision.until
                     )
+                    continue
+                if isinstance(decision, Skip):
+                    batch.decide(
+                        order, tier, "skipped", decision.reason, now=now, due_at=timer.due_at
+                    )
+                    if reminder_blocker(order.status, order.pay_deadline, now) is not None:
+                        continue  # settled or closed: no later tier either
                 elif isinstance(decision, AlreadyReminded):
                     batch.decide(
                         order, tier, "merged", "in_recent_message", now=now, due_at=timer.due_at
@@ -413,7 +393,8 @@ class ReminderService:
                     reminded_customers[customer_id] = now
                     for order_id, _, _ in batch.reminded:
                         reminded_orders[order_id] = now
-                    log.info("reminder tier %d for order %s (%s)", tier, order.order_id, segment)
+                    log.info("reminder tier %d for order %s", tier, order.order_id)
+                batch.moved += _next_tier(timer.subject, later)
         await schedule_timers(conn, batch.moved)
         await add_to_outbox(conn, batch.commands)
         await store.record_messages(conn, batch.messages)
@@ -459,25 +440,26 @@ class ReminderService:
                 and o.pay_deadline > now
                 and o.variant != HOLDOUT
             ),
-            key=lambda o: (o.pay_deadline, o.order_id),
+            key=lambda o: (o.pay_deadline or now, o.order_id),
         )
+        window_end = now + self._policy.min_gap
         folded = await pending_timers_of(
-            conn,
-            REMINDER_TIMER,
-            [o.order_id for o in siblings],
-            due_before=now + self._policy.min_gap,
+            conn, REMINDER_TIMER, [o.order_id for o in siblings], due_before=window_end
         )
         await cancel_timers(conn, REMINDER_TIMER, [t.key for t in folded])
-        folded_tier = {t.subject: int(t.payload["tier"]) for t in folded}
-        for t in folded:
-            batch.decide(
-                locked[t.subject],
-                int(t.payload["tier"]),
-                "merged",
-                "into_message",
-                now=now,
-                due_at=t.due_at,
-            )
+        folded_tier: dict[str, int] = {}
+        for pending in folded:
+            sibling = locked[pending.subject]
+            later = _later(pending)
+            # Its tiers due within the gap are said by this message; the first after it stays.
+            merged = [_LaterTier(int(pending.payload["tier"]), pending.due_at, False)]
+            merged += [t for t in later if t.due_at < window_end]
+            for step in merged:
+                batch.decide(
+                    sibling, step.tier, "merged", "into_message", now=now, due_at=step.due_at
+                )
+            folded_tier[pending.subject] = merged[-1].tier
+            batch.moved += _next_tier(pending.subject, later[len(merged) - 1 :])
         key = f"unpaid_reminder:{order.order_id}:{tier}"
         listed = [order, *siblings]
         batch.commands.append(
@@ -635,6 +617,56 @@ class ReminderService:
             source_event_id=order.created_event,
             source_event_time=order.settled_at,
         )
+
+
+@dataclass(frozen=True)
+class _LaterTier:
+    tier: int
+    due_at: datetime
+    last: bool
+
+
+def _planned(step: TierDue | TierSkipped) -> dict[str, Any]:
+    if isinstance(step, TierDue):
+        decision, reason = (
+            ("deferred", "quiet_hours") if step.deferred_from else ("scheduled", "tier_planned")
+        )
+    else:
+        decision, reason = "skipped", step.reason
+    return {
+        "tier": step.tier,
+        "decision": decision,
+        "reason": reason,
+        "due_at": step.due_at.isoformat(),
+    }
+
+
+def _tier_timer(order_id: str, first: TierDue | _LaterTier, later: Sequence[Any]) -> Timer:
+    """The timer of one tier, carrying the tiers after it."""
+    return Timer(
+        REMINDER_TIMER,
+        f"{order_id}:{first.tier}",
+        order_id,
+        first.due_at,
+        {
+            "tier": first.tier,
+            "last": first.last,
+            "later": [
+                {"tier": t.tier, "due_at": t.due_at.isoformat(), "last": t.last} for t in later
+            ],
+        },
+    )
+
+
+def _later(timer: DueTimer) -> list[_LaterTier]:
+    return [
+        _LaterTier(int(t["tier"]), datetime.fromisoformat(t["due_at"]), bool(t["last"]))
+        for t in timer.payload.get("later", [])
+    ]
+
+
+def _next_tier(order_id: str, later: Sequence[_LaterTier]) -> list[Timer]:
+    return [_tier_timer(order_id, later[0], later[1:])] if later else []
 
 
 class _FiringBatch:

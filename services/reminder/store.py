@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from followup.db import Connection
+from followup.db import Connection, json_arg
 from services.reminder.policy import CustomerFigures, OrderStatus
 
 
@@ -82,6 +82,8 @@ class Decision:
     decided_at: datetime
     due_at: datetime | None = None
     segment: str | None = None
+    plan: list[dict[str, Any]] | None = None
+    """For ``planned``: every tier's decision, reason and due time."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,27 @@ async def customer_figures(
     )
     return {
         r["customer_id"]: CustomerFigures(r["paid_orders"], r["total_spent"], r["last_paid_at"])
+        for r in rows
+    }
+
+
+@dataclass(frozen=True)
+class OrderState:
+    status: OrderStatus
+    segment: str | None
+    variant: str | None
+
+
+async def lock_order_states(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderState]:
+    """Status, segment and group of orders, locked until commit (no details: planning a
+    thousand orders must not read their items back)."""
+    rows = await conn.fetch(
+        "SELECT order_id, status, segment, variant FROM orders "
+        "WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE",
+        sorted(set(order_ids)),
+    )
+    return {
+        r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])
         for r in rows
     }
 
@@ -357,9 +380,10 @@ async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> N
         return
     await conn.execute(
         "INSERT INTO reminder_decisions "
-        "(order_id, tier, decision, reason, decided_at, due_at, segment) "
-        "SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], "
-        "$5::timestamptz[], $6::timestamptz[], $7::text[])",
+        "(order_id, tier, decision, reason, decided_at, due_at, segment, plan) "
+        "SELECT o, t, d, r, a, u, s, p::jsonb FROM unnest($1::text[], $2::integer[], "
+        "$3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[]) "
+        "AS x(o, t, d, r, a, u, s, p)",
         [d.order_id for d in decisions],
         [d.tier for d in decisions],
         [d.decision for d in decisions],
@@ -367,4 +391,6 @@ async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> N
         [d.decided_at for d in decisions],
         [d.due_at for d in decisions],
         [d.segment for d in decisions],
+        # A list inside a jsonb[] would be read as another array dimension: pass JSON text.
+        [json_arg(d.plan) if d.plan is not None else None for d in decisions],
     )

@@ -38,4 +38,19 @@ CREATE TABLE IF NOT EXISTS reminder_messages (
 );
 CREATE INDEX IF NOT EXISTS reminder_messages_orders ON reminder_messages USING gin (order_ids);
 
-ALTER TABLE reminder_decisions ADD COLUMN IF NOT EXISTS segment text;
+-- The tiers planned for an order are one row with the steps in `plan` (three rows' worth of
+-- history for one row's cost at ingest); the view reads them back as one line per tier.
+ALTER TABLE reminder_decisions
+    ADD COLUMN IF NOT EXISTS segment text,
+    ADD COLUMN IF NOT EXISTS plan    jsonb;
+
+CREATE OR REPLACE VIEW reminder_history AS
+SELECT d.id, 0::bigint AS step, d.order_id, d.tier, d.decision, d.reason, d.decided_at,
+       d.due_at, d.segment
+FROM reminder_decisions d WHERE d.plan IS NULL
+UNION ALL
+SELECT d.id, s.step, d.order_id, (s.value ->> 'tier')::integer, s.value ->> 'decision',
+       s.value ->> 'reason', d.decided_at, (s.value ->> 'due_at')::timestamptz, d.segment
+FROM reminder_decisions d
+CROSS JOIN LATERAL jsonb_array_elements(d.plan) WITH ORDINALITY AS s(value, step)
+WHERE d.plan IS NOT NULL;

@@ -124,8 +124,8 @@ class ReminderUnderTest:
 
     async def decisions(self, order_id: str) -> list[tuple[int | None, str, str]]:
         rows = await self.db.fetch(
-            "SELECT tier, decision, reason FROM reminder.reminder_decisions "
-            "WHERE order_id = $1 ORDER BY id",
+            "SELECT tier, decision, reason FROM reminder.reminder_history "
+            "WHERE order_id = $1 ORDER BY id, step",
             order_id,
         )
         return [(r["tier"], r["decision"], r["reason"]) for r in rows]

@@ -51,8 +51,8 @@ class Slice:
 
     async def decisions_of(self, order_id: str) -> list[tuple[int | None, str, str]]:
         rows = await self.db.fetch(
-            "SELECT tier, decision, reason FROM reminder.reminder_decisions "
-            "WHERE order_id = $1 ORDER BY id",
+            "SELECT tier, decision, reason FROM reminder.reminder_history "
+            "WHERE order_id = $1 ORDER BY id, step",
             order_id,
         )
         return [(r["tier"], r["decision"], r["reason"]) for r in rows]
@@ -89,7 +89,7 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     await s.kafka.publish(
         "shop.orders", order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24)), key="O-1"
     )
-    await eventually(lambda: s.timers_of("O-1"), lambda n: n == 3, what="three tiers planned")
+    await eventually(lambda: s.timers_of("O-1"), lambda n: n == 1, what="the first tier planned")
 
     s.clock.advance(timedelta(minutes=15))
     await eventually(
@@ -137,7 +137,7 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
     s = first_slice
     deadline = T0 + timedelta(hours=24)
     await s.kafka.publish("shop.orders", order_created("O-2", at=T0, deadline=deadline), key="O-2")
-    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 3, what="tiers planned")
+    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 1, what="the first tier planned")
     await s.kafka.publish(
         "shop.payments", payment_succeeded("O-2", at=T0 + timedelta(minutes=5)), key="O-2"
     )
@@ -145,7 +145,7 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
 
     # A control order due at the same moment proves the timers ran past that time.
     await s.kafka.publish("shop.orders", order_created("O-3", at=T0, deadline=deadline), key="O-3")
-    await eventually(lambda: s.timers_of("O-3"), lambda n: n == 3, what="control tiers planned")
+    await eventually(lambda: s.timers_of("O-3"), lambda n: n == 1, what="control tier planned")
     s.clock.advance(timedelta(minutes=15))
     await eventually(
         lambda: _async(
@@ -215,7 +215,7 @@ async def test_history_shows_every_decision_for_the_order(
     await s.kafka.publish(
         "shop.orders", order_created("O-5", at=T0, deadline=T0 + timedelta(hours=24)), key="O-5"
     )
-    await eventually(lambda: s.timers_of("O-5"), lambda n: n == 3, what="tiers planned")
+    await eventually(lambda: s.timers_of("O-5"), lambda n: n == 1, what="the first tier planned")
     s.clock.advance(timedelta(minutes=15))
     await eventually(
         lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder"

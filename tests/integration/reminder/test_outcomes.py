@@ -60,8 +60,12 @@ async def test_variants_holdout_and_attribution(
     )
     assert await r.decided("O-H", 1) == [(None, "skipped", "holdout")]
     assert await r.timers("O-H") == []
-    assert [t for t, _ in await r.timers("O-E")] == ["O-E:1", "O-E:2"]
-    assert [t for t, _ in await r.timers("O-K")] == ["O-K:1", "O-K:2", "O-K:3"]
+    assert [t for t, _ in await r.timers("O-E")] == ["O-E:1"]
+    assert [t for t, _ in await r.timers("O-K")] == ["O-K:1"]
+    assert await r.decided("O-E", 2) == [
+        (1, "scheduled", "tier_planned"),  # the variant's two tiers
+        (2, "scheduled", "tier_planned"),
+    ]
 
     await r.advance(timedelta(minutes=5))
     await r.advance(timedelta(minutes=10))

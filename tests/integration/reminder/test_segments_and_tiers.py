@@ -165,33 +165,25 @@ async def test_quiet_hours_defer_to_the_morning_or_skip_before_the_deadline(
         (2, "skipped", "quiet_hours_until_deadline"),
         (3, "skipped", "quiet_hours_until_deadline"),
     ]
-    assert await r.timers("O-EVE") == [
-        ("O-EVE:1", evening + timedelta(minutes=15)),
-        ("O-EVE:2", morning),
-        ("O-EVE:3", evening + timedelta(hours=22)),
-    ]
+    assert await r.timers("O-EVE") == [("O-EVE:1", evening + timedelta(minutes=15))]
 
     # The timers fire late, at 23:00 (say the service was down): checked again at firing.
+    # Waiting for the morning would bring tier 1 level with tier 2, which says more.
     await r.advance(timedelta(hours=1, minutes=30))
-    assert (await r.decisions("O-EVE"))[3:] == [(1, "deferred", "quiet_hours")]
+    assert (await r.decisions("O-EVE"))[3:] == [(1, "skipped", "superseded_by_tier_2")]
     assert (await r.decisions("O-SHORT"))[3:] == [(1, "skipped", "quiet_hours_until_deadline")]
-    assert await r.timers("O-EVE") == [
-        ("O-EVE:1", morning),
-        ("O-EVE:2", morning),
-        ("O-EVE:3", evening + timedelta(hours=22)),
-    ]
+    assert await r.timers("O-EVE") == [("O-EVE:2", morning)]
+    assert await r.timers("O-SHORT") == []
 
-    # 08:00: one message, the more advanced tier; the other one due then is merged into it.
+    # 08:00: tier 2, then tier 3 waits for the evening.
     await r.advance(morning - r.clock.now())
     sends = await r.sends(1)
     assert [(s["order_id"], s["meta"]["tier"]) for s in sends] == [("O-EVE", 2)]
-    assert (await r.decisions("O-EVE"))[4:] == [
-        (2, "sent", "tier_due"),
-        (1, "merged", "in_recent_message"),
-    ]
+    assert (await r.decisions("O-EVE"))[4:] == [(2, "sent", "tier_due")]
+    assert await r.timers("O-EVE") == [("O-EVE:3", evening + timedelta(hours=22))]
     assert (
         await r.metric('followup_reminder_decisions_total{decision="deferred",reason="quiet_hours"')
-        == 2
+        == 1
     )
 
 
