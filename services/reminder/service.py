@@ -88,8 +88,8 @@ class ReminderService:
         tally = Tally()
         created = [e for e in events if isinstance(e, OrderCreatedEvent)]
         known = await store.created_orders(conn, [e.data.order_id for e in created])
-        await store.record_orders(conn, await self._new_orders(conn, created))
-        await self._settle(
+        states = await store.record_orders(conn, await self._new_orders(conn, created))
+        settled_now = await self._settle(
             conn,
             [
                 Settlement(e.data.order_id, OrderStatus.CANCELLED, e.data.cancelled_at)
@@ -103,7 +103,7 @@ class ReminderService:
         first_seen = list(
             {e.data.order_id: e for e in reversed(created) if e.data.order_id not in known}.values()
         )
-        paid_first = await self._schedule(conn, first_seen, tally)
+        paid_first = await self._schedule(conn, first_seen, states, settled_now, tally)
         # A payment that came before its order: now the customer and the items are known.
         await store.credit_customers(conn, paid_first)
         await self._confirm(conn, paid_first, tally)
@@ -161,7 +161,12 @@ class ReminderService:
         return orders
 
     async def _schedule(
-        self, conn: Connection, created: Sequence[OrderCreatedEvent], tally: Tally
+        self,
+        conn: Connection,
+        created: Sequence[OrderCreatedEvent],
+        stored: dict[str, store.OrderState],
+        settled_now: dict[str, OrderStatus],
+        tally: Tally,
     ) -> list[str]:
         """Plan the tiers of orders seen for the first time and still unpaid; returns those
         already paid. An order republished under a new event id is not planned again: its
@@ -169,22 +174,22 @@ class ReminderService:
         the next one (its plan travels in the timer), so pending timers stay one per order."""
         if not created:
             return []
-        states = await store.lock_order_states(conn, [e.data.order_id for e in created])
         now = self._clock.now()
         timers: list[Timer] = []
         decisions: list[Decision] = []
         paid: list[str] = []
         for event in created:
             order_id = event.data.order_id
-            state = states[order_id]
+            state = stored[order_id]
+            status = settled_now.get(order_id, state.status)
             segment, variant = state.segment or Segment.NEW.value, state.variant or "none"
-            if state.status is not OrderStatus.UNPAID:
+            if status is not OrderStatus.UNPAID:
                 with event_context(event.id):
-                    log.info("order %s already %s, no reminders", order_id, state.status)
+                    log.info("order %s already %s, no reminders", order_id, status)
                 decisions.append(
-                    Decision(order_id, None, "skipped", f"order_{state.status}", now, None, segment)
+                    Decision(order_id, None, "skipped", f"order_{status}", now, None, segment)
                 )
-                if state.status is OrderStatus.PAID:
+                if status is OrderStatus.PAID:
                     paid.append(order_id)
                 continue
             tally.inc(self._metrics.orders, (segment, variant))
@@ -221,10 +226,11 @@ class ReminderService:
 
     async def _settle(
         self, conn: Connection, settlements: Sequence[Settlement], tally: Tally
-    ) -> None:
+    ) -> dict[str, OrderStatus]:
+        """Stop the reminders of orders settled now; returns them with their new status."""
         newly_settled = await store.settle_orders(conn, settlements)
         if not newly_settled:
-            return
+            return {}
         now = self._clock.now()
         settled = sorted(newly_settled)
         cancelled = await cancel_timers_of(conn, settled, [REMINDER_TIMER])
@@ -240,6 +246,7 @@ class ReminderService:
         await self._record(conn, decisions, tally)
         await self._cancel_pending_messages(conn, settled, now)
         await self._confirm(conn, [o.order_id for o in paid], tally)
+        return {o.order_id: o.status for o in orders.values()}
 
     def _attribute(self, paid: Sequence[OrderRow], tally: Tally) -> list[Decision]:
         """Recovered orders: paid after at least one reminder, credited to the last tier sent

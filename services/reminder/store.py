@@ -74,6 +74,13 @@ def _order(record: asyncpg.Record) -> OrderRow:
 
 
 @dataclass(frozen=True)
+class OrderState:
+    status: OrderStatus
+    segment: str | None
+    variant: str | None
+
+
+@dataclass(frozen=True)
 class Decision:
     order_id: str
     tier: int | None
@@ -108,15 +115,16 @@ async def created_orders(conn: Connection, order_ids: Sequence[str]) -> set[str]
     return {r["order_id"] for r in rows}
 
 
-async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
+async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[str, OrderState]:
     """Insert or complete order rows; a status already settled by an earlier payment or
-    cancellation is kept, so the order is remembered as not needing reminders."""
+    cancellation is kept, so the order is remembered as not needing reminders. Returns each
+    order's state as stored, the rows locked until commit."""
     if not orders:
-        return
+        return {}
     # One row per order: a batch may carry the same order twice (republished under a new id).
     latest = {o.order_id: o for o in sorted(orders, key=lambda o: o.created_at)}
     ordered = sorted(latest.values(), key=lambda o: o.order_id)
-    await conn.execute(
+    rows = await conn.fetch(
         """
         INSERT INTO orders (order_id, customer_id, locale, timezone, created_at, pay_deadline,
                             total, currency, details, created_event, segment, variant)
@@ -131,6 +139,7 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
             created_event = EXCLUDED.created_event,
             segment = coalesce(orders.segment, EXCLUDED.segment),
             variant = coalesce(orders.variant, EXCLUDED.variant), updated_at = now()
+        RETURNING order_id, status, segment, variant
         """,
         [o.order_id for o in ordered],
         [o.customer_id for o in ordered],
@@ -145,6 +154,10 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
         [o.segment for o in ordered],
         [o.variant for o in ordered],
     )
+    return {
+        r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])
+        for r in rows
+    }
 
 
 async def settle_orders(conn: Connection, settlements: Sequence[Settlement]) -> set[str]:
@@ -210,27 +223,6 @@ async def customer_figures(
     )
     return {
         r["customer_id"]: CustomerFigures(r["paid_orders"], r["total_spent"], r["last_paid_at"])
-        for r in rows
-    }
-
-
-@dataclass(frozen=True)
-class OrderState:
-    status: OrderStatus
-    segment: str | None
-    variant: str | None
-
-
-async def lock_order_states(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderState]:
-    """Status, segment and group of orders, locked until commit (no details: planning a
-    thousand orders must not read their items back)."""
-    rows = await conn.fetch(
-        "SELECT order_id, status, segment, variant FROM orders "
-        "WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE",
-        sorted(set(order_ids)),
-    )
-    return {
-        r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])
         for r in rows
     }
 

@@ -60,6 +60,8 @@ async def test_variants_holdout_and_attribution(
     )
     assert await r.decided("O-H", 1) == [(None, "skipped", "holdout")]
     assert await r.timers("O-H") == []
+    await r.decided("O-K", 3)
+    await r.decided("O-E", 2)
     assert [t for t, _ in await r.timers("O-E")] == ["O-E:1"]
     assert [t for t, _ in await r.timers("O-K")] == ["O-K:1"]
     assert await r.decided("O-E", 2) == [
