@@ -150,8 +150,8 @@ class ReminderService:
                     pay_deadline=data.pay_deadline,
                     total=data.total,
                     currency=data.currency,
-                    details=data.model_dump(
-                        mode="json", include={"customer", "items", "shipping_address", "shop_id"}
+                    details=data.model_dump_json(
+                        include={"customer", "items", "shipping_address", "shop_id"}
                     ),
                     created_event=event.id,
                     segment=segment_of(figures, event.time, self._policy.segmentation).value,

@@ -4,6 +4,7 @@ Lock order, everywhere: order rows (sorted by id), then customer rows (sorted by
 new orders and firing timers all follow it, so replicas never deadlock on each other.
 """
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,8 @@ class NewOrder:
     pay_deadline: datetime
     total: Decimal
     currency: str
-    details: dict[str, Any]
+    details: str
+    """Customer, items and address as JSON text, straight from the validated event."""
     created_event: str
     segment: str
     variant: str
@@ -70,7 +72,14 @@ _ORDER_COLUMNS = (
 
 
 def _order(record: asyncpg.Record) -> OrderRow:
-    return OrderRow(**{**dict(record), "status": OrderStatus(record["status"])})
+    details = record["details"]
+    return OrderRow(
+        **{
+            **dict(record),
+            "status": OrderStatus(record["status"]),
+            "details": json.loads(details) if details is not None else None,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +138,7 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[st
         INSERT INTO orders (order_id, customer_id, locale, timezone, created_at, pay_deadline,
                             total, currency, details, created_event, segment, variant)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                             $6::timestamptz[], $7::numeric[], $8::text[], $9::jsonb[], $10::text[],
+                             $6::timestamptz[], $7::numeric[], $8::text[], $9::json[], $10::text[],
                              $11::text[], $12::text[])
         ON CONFLICT (order_id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, locale = EXCLUDED.locale,
@@ -373,7 +382,7 @@ async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> N
     await conn.execute(
         "INSERT INTO reminder_decisions "
         "(order_id, tier, decision, reason, decided_at, due_at, segment, plan) "
-        "SELECT o, t, d, r, a, u, s, p::jsonb FROM unnest($1::text[], $2::integer[], "
+        "SELECT o, t, d, r, a, u, s, p::json FROM unnest($1::text[], $2::integer[], "
         "$3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[]) "
         "AS x(o, t, d, r, a, u, s, p)",
         [d.order_id for d in decisions],
@@ -383,6 +392,6 @@ async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> N
         [d.decided_at for d in decisions],
         [d.due_at for d in decisions],
         [d.segment for d in decisions],
-        # A list inside a jsonb[] would be read as another array dimension: pass JSON text.
+        # A list inside an array parameter would be read as another dimension: pass JSON text.
         [json_arg(d.plan) if d.plan is not None else None for d in decisions],
     )
