@@ -347,6 +347,9 @@ class ReminderService:
             conn, [o.customer_id for o in orders.values() if o.customer_id]
         )
         reminded_orders = {o.order_id: o.last_reminded_at for o in orders.values()}
+        by_customer: dict[str, list[OrderRow]] = {}
+        for row in orders.values():
+            by_customer.setdefault(row.customer_id or "", []).append(row)
         batch = _FiringBatch()
         for timer in sorted(timers, key=lambda t: (t.due_at, t.key)):
             tier = int(timer.payload["tier"])
@@ -394,11 +397,16 @@ class ReminderService:
                     )
                     batch.reminded.append((order.order_id, tier, now))
                 else:
-                    await self._send(
-                        conn, order=order, timer=timer, locked=orders, batch=batch, now=now
+                    listed = await self._send(
+                        conn,
+                        order=order,
+                        timer=timer,
+                        customer_orders=by_customer[customer_id],
+                        batch=batch,
+                        now=now,
                     )
                     reminded_customers[customer_id] = now
-                    for order_id, _, _ in batch.reminded:
+                    for order_id in listed:
                         reminded_orders[order_id] = now
                     log.info("reminder tier %d for order %s", tier, order.order_id)
                 batch.moved += _next_tier(timer.subject, later)
@@ -421,10 +429,10 @@ class ReminderService:
         *,
         order: OrderRow,
         timer: DueTimer,
-        locked: dict[str, OrderRow],
+        customer_orders: Sequence[OrderRow],
         batch: "_FiringBatch",
         now: datetime,
-    ) -> None:
+    ) -> list[str]:
         """One message for the customer, listing every open order of theirs. Tiers of those
         other orders due within the minimum gap are merged into it instead of following it."""
         tier = int(timer.payload["tier"])
@@ -438,9 +446,8 @@ class ReminderService:
         siblings = sorted(
             (
                 o
-                for o in locked.values()
-                if o.customer_id == order.customer_id
-                and o.order_id != order.order_id
+                for o in customer_orders
+                if o.order_id != order.order_id
                 and o.status is OrderStatus.UNPAID
                 and o.details is not None
                 and o.pay_deadline is not None
@@ -450,13 +457,19 @@ class ReminderService:
             key=lambda o: (o.pay_deadline or now, o.order_id),
         )
         window_end = now + self._policy.min_gap
-        folded = await pending_timers_of(
-            conn, REMINDER_TIMER, [o.order_id for o in siblings], due_before=window_end
+        # Most customers have one open order: no round trip for them.
+        folded = (
+            await pending_timers_of(
+                conn, REMINDER_TIMER, [o.order_id for o in siblings], due_before=window_end
+            )
+            if siblings
+            else []
         )
-        await cancel_timers(conn, REMINDER_TIMER, [t.key for t in folded])
+        if folded:
+            await cancel_timers(conn, REMINDER_TIMER, [t.key for t in folded])
         folded_tier: dict[str, int] = {}
         for pending in folded:
-            sibling = locked[pending.subject]
+            sibling = next(o for o in siblings if o.order_id == pending.subject)
             later = _later(pending)
             # Its tiers due within the gap are said by this message; the first after it stays.
             merged = [_LaterTier(int(pending.payload["tier"]), pending.due_at, False)]
@@ -498,6 +511,7 @@ class ReminderService:
         )
         batch.reminded.append((order.order_id, tier, now))
         batch.reminded += [(o.order_id, folded_tier.get(o.order_id), now) for o in siblings]
+        return [o.order_id for o in listed]
 
     async def _record(self, conn: Connection, decisions: Sequence[Decision], tally: Tally) -> None:
         await store.record_decisions(conn, decisions)

@@ -322,24 +322,27 @@ async def mark_customers_reminded(conn: Connection, reminded: Mapping[str, datet
 async def record_messages(conn: Connection, messages: Sequence[ReminderMessage]) -> None:
     if not messages:
         return
-    await conn.executemany(
+    # The order lists go in as text: an array of arrays would have to be rectangular.
+    await conn.execute(
         "INSERT INTO reminder_messages (idempotency_key, customer_id, order_ids, tier, segment, "
-        "variant, decided_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT DO NOTHING",
-        [
-            (
-                m.idempotency_key,
-                m.customer_id,
-                m.order_ids,
-                m.tier,
-                m.segment,
-                m.variant,
-                m.decided_at,
-                m.expires_at,
-            )
-            for m in messages
-        ],
+        "variant, decided_at, expires_at) "
+        "SELECT k, c, o::text[], t, s, v, d, e FROM unnest($1::text[], $2::text[], $3::text[], "
+        "$4::integer[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[]) "
+        "AS x(k, c, o, t, s, v, d, e) ON CONFLICT DO NOTHING",
+        [m.idempotency_key for m in messages],
+        [m.customer_id for m in messages],
+        ["{" + ",".join(_array_item(o) for o in m.order_ids) + "}" for m in messages],
+        [m.tier for m in messages],
+        [m.segment for m in messages],
+        [m.variant for m in messages],
+        [m.decided_at for m in messages],
+        [m.expires_at for m in messages],
     )
+
+
+def _array_item(value: str) -> str:
+    """One element of a PostgreSQL array literal, quoted."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def messages_to_cancel(
