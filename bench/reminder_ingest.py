@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.environment import bench_stack, machine, report
-from bench.reminder_service import committed_offsets, reminder_process
+from bench.reminder_service import committed_offsets, reminder_process, wait_until
 
 
 def order_event(n: int, at: datetime) -> bytes:
@@ -74,18 +74,25 @@ async def main(events: int) -> None:
         policy = Path(tempfile.mkdtemp()) / "followup.toml"
         policy.write_text("[reminder.quiet_hours]\nenabled = false\n", encoding="utf-8")
         async with reminder_process(stack, policy) as process:
-            while not await conn.fetchval(
-                "SELECT to_regclass('reminder.inbox') IS NOT NULL "
-                "AND EXISTS (SELECT 1 FROM reminder.inbox)"
-            ):
-                await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: conn.fetchval(
+                    "SELECT to_regclass('reminder.inbox') IS NOT NULL "
+                    "AND EXISTS (SELECT 1 FROM reminder.inbox)"
+                ),
+                0.05,
+            )
             started = time.perf_counter()
+
+            async def stored_all() -> bool:
+                return bool(await conn.fetchval("SELECT count(*) FROM reminder.inbox") >= events)
+
+            async def committed_all() -> bool:
+                return await committed_offsets(stack, "shop.orders", group) >= events
+
             # Cheap polling while the service works (the bench shares the machine with it),
             # then the offsets, which are committed right after each batch's transaction.
-            while await conn.fetchval("SELECT count(*) FROM reminder.inbox") < events:
-                await asyncio.sleep(0.1)
-            while await committed_offsets(stack, "shop.orders", group) < events:
-                await asyncio.sleep(0.05)
+            await wait_until(stored_all, 0.1)
+            await wait_until(committed_all, 0.05)
             elapsed = time.perf_counter() - started
             timers = await conn.fetchval("SELECT count(*) FROM reminder.timers")
             planned = await conn.fetchval(

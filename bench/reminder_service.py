@@ -3,10 +3,9 @@ its resident memory, and its consumer group's committed offsets."""
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def rss_mib(pid: int) -> float:
 @asynccontextmanager
 async def reminder_process(
     stack: BenchStack, policy: Path | None = None, **env: str
-) -> AsyncIterator[subprocess.Popen[bytes]]:
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """``followup run reminder`` against the bench stack, ready when this yields."""
     port = free_port()
     environment = {
@@ -41,15 +40,14 @@ async def reminder_process(
         **({"FOLLOWUP_POLICY_FILE": str(policy)} if policy else {}),
         **env,
     }
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "followup", "run", "reminder", "--port", str(port)],
-        env=environment,
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "followup", "run", "reminder", "--port", str(port), env=environment
     )
     try:
         deadline = time.monotonic() + 90
         async with httpx.AsyncClient() as client:
             while True:
-                if process.poll() is not None:
+                if process.returncode is not None:
                     raise RuntimeError(f"reminder exited with {process.returncode}")
                 try:
                     if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
@@ -62,7 +60,13 @@ async def reminder_process(
         yield process
     finally:
         process.terminate()
-        process.wait(30)
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def wait_until(probe: Callable[[], Awaitable[bool]], interval_s: float) -> None:
+    """Poll another process's progress (nothing to await but its effects)."""
+    while not await probe():  # noqa: ASYNC110 - the progress is another process's
+        await asyncio.sleep(interval_s)
 
 
 async def committed_offsets(stack: BenchStack, topic: str, group_id: str) -> int:

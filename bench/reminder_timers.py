@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.environment import bench_stack, machine, report
-from bench.reminder_service import reminder_process, rss_mib
+from bench.reminder_service import reminder_process, rss_mib, wait_until
 
 _DETAILS = (
     '{"customer": {"id": "C", "name": "王女士", "member_level": "none"}, '
@@ -97,13 +97,14 @@ async def main(pending: int, due: int, rate: float) -> None:
             await add_due_orders(conn, due, first_due, rate)
             window = due / rate
             deadline = time.monotonic() + window + 300
-            while time.monotonic() < deadline:
+
+            async def all_decided() -> bool:
                 decided = await conn.fetchval(
                     "SELECT count(*) FROM reminder.reminder_decisions WHERE order_id LIKE 'D-%'"
                 )
-                if decided >= due:
-                    break
-                await asyncio.sleep(0.5)
+                return bool(decided >= due or time.monotonic() > deadline)
+
+            await wait_until(all_decided, 0.5)
             row = await conn.fetchrow(
                 """
                 SELECT count(*) AS fired,
@@ -116,6 +117,8 @@ async def main(pending: int, due: int, rate: float) -> None:
                 FROM reminder.reminder_decisions d WHERE d.order_id LIKE 'D-%'
                 """
             )
+            if row is None:
+                raise RuntimeError("no decisions recorded")
             outbox = await conn.fetchval("SELECT count(*) FROM reminder.outbox")
             rss = rss_mib(process.pid)
             await conn.close()
