@@ -25,13 +25,15 @@ from followup.db import Connection, is_transient
 from followup.inbox import claim_new_event_ids
 from followup.logs import event_context
 from followup.metrics import RuntimeMetrics
+from followup.timers import AfterCommit
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=CloudEvent)
 
-EventProcessor = Callable[[Connection, Sequence[E]], Awaitable[None]]
-"""Applies new (never seen) events inside the caller's transaction."""
+EventProcessor = Callable[[Connection, Sequence[E]], Awaitable[AfterCommit | None]]
+"""Applies new (never seen) events inside the caller's transaction; may return an
+``AfterCommit`` to run once that transaction committed (a retried batch runs it once)."""
 
 _MAX_REASON_CHARS = 2000
 
@@ -152,6 +154,7 @@ class BatchConsumer(Generic[E]):
 
     async def _store(self, received: Sequence[tuple[ConsumerRecord[bytes, bytes], E]]) -> None:
         started = time.perf_counter()
+        after_commit: AfterCommit | None = None
         async with self._pool().acquire() as conn, conn.transaction():
             fresh = await claim_new_event_ids(conn, [event.id for _, event in received])
             new: list[E] = []
@@ -160,7 +163,9 @@ class BatchConsumer(Generic[E]):
                     fresh.discard(event.id)
                     new.append(event)
             if new:
-                await self._process(conn, new)
+                after_commit = await self._process(conn, new)
+        if after_commit is not None:
+            after_commit()
         self._metrics.batch_seconds.labels(self._topic).observe(time.perf_counter() - started)
         self._metrics.events.labels(self._topic, "processed").inc(len(new))
         if duplicates := len(received) - len(new):

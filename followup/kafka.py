@@ -29,6 +29,13 @@ class TopicNames:
         return f"{self.prefix}{topic}"
 
 
+def consumer_group(service: str, topic: str) -> str:
+    """The consumer group of a service's subscriber to ``topic`` (the prefixed name). The
+    prefix is part of it: deployments (or test runs) sharing a cluster under different
+    prefixes must not share groups and rebalance each other."""
+    return f"followup-{service}-{topic}"
+
+
 def create_broker(
     service: str, settings: RuntimeSettings, bootstrap: str, registry: CollectorRegistry
 ) -> KafkaBroker:

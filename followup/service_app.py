@@ -31,7 +31,7 @@ from followup.clock import Clock, SystemClock
 from followup.consumer import BatchConsumer, DeadLetters, EventProcessor
 from followup.db import create_pool, migrate, service_migrations
 from followup.inbox import purge_inbox
-from followup.kafka import TopicNames, create_broker
+from followup.kafka import TopicNames, consumer_group, create_broker
 from followup.loops import Loop, supervise, wait_for_any
 from followup.metrics import RuntimeMetrics
 from followup.outbox import OutboxRelay
@@ -123,7 +123,7 @@ class ServiceRuntime:
         description: str,
     ) -> None:
         """Subscribe to ``topic`` in batches; ``process`` gets new events in a transaction."""
-        group_id = f"followup-{self.name}-{topic.value}"
+        group_id = consumer_group(self.name, self.topics(topic))
         consumer = BatchConsumer(
             topic=topic.value,
             decoder=decoder,

@@ -40,7 +40,11 @@ class DueTimer(Timer):
     attempts: int = 0
 
 
-TimerHandler = Callable[[Connection, Sequence[DueTimer]], Awaitable[None]]
+AfterCommit = Callable[[], None]
+"""What a handler wants done once its transaction committed (e.g. count what it decided)."""
+
+TimerHandler = Callable[[Connection, Sequence[DueTimer]], Awaitable[AfterCommit | None]]
+"""Handles due timers inside the claim's transaction; may return an ``AfterCommit``."""
 
 
 async def schedule_timers(
@@ -84,6 +88,22 @@ async def cancel_timers_of(conn: Connection, subjects: Sequence[str], kinds: Seq
         list(kinds),
     )
     return int(result.split()[-1])
+
+
+async def pending_timers_of(
+    conn: Connection, kind: str, subjects: Sequence[str], *, due_before: datetime
+) -> list[DueTimer]:
+    """Live timers of these subjects due before a time, locked until commit so they can be
+    moved or cancelled; timers another transaction is firing right now are skipped."""
+    rows = await conn.fetch(
+        "SELECT kind, key, subject, due_at, payload, attempts FROM timers "
+        "WHERE kind = $1 AND subject = ANY($2::text[]) AND due_at < $3 AND failed_at IS NULL "
+        "ORDER BY kind, key FOR UPDATE SKIP LOCKED",
+        kind,
+        list(subjects),
+        due_before,
+    )
+    return [DueTimer(**dict(r)) for r in rows]
 
 
 _CLAIM = """
@@ -161,13 +181,14 @@ class TimerLoop:
         try:
             async with self._pool().acquire() as conn, conn.transaction():
                 claimed = await self._claim(conn)
-                await self._dispatch(conn, claimed)
+                after_commit = await self._dispatch(conn, claimed)
         except Exception as exc:
             if is_transient(exc):
                 raise
             # Something in the batch is broken: retry one by one so only the bad one waits.
             log.warning("timer batch failed, retrying timers one by one: %r", exc)
             return await self._fire_one_by_one()
+        _run(after_commit)
         self._observe(claimed)
         return len(claimed)
 
@@ -175,12 +196,15 @@ class TimerLoop:
         rows = await conn.fetch(_CLAIM, self._clock.now(), limit or self._batch_size)
         return [DueTimer(**dict(r)) for r in rows]
 
-    async def _dispatch(self, conn: Connection, claimed: Sequence[DueTimer]) -> None:
+    async def _dispatch(self, conn: Connection, claimed: Sequence[DueTimer]) -> list[AfterCommit]:
+        after_commit: list[AfterCommit] = []
         for kind, group in groupby(sorted(claimed, key=lambda t: t.kind), key=lambda t: t.kind):
             handler = self._handlers.get(kind)
             if handler is None:
                 raise LookupError(f"no handler for timer kind {kind!r}")
-            await handler(conn, list(group))
+            if (after := await handler(conn, list(group))) is not None:
+                after_commit.append(after)
+        return after_commit
 
     async def _fire_one_by_one(self) -> int:
         fired = 0
@@ -192,12 +216,13 @@ class TimerLoop:
                         claimed = await self._claim(conn, limit=1)
                         if not claimed:
                             return fired
-                        await self._dispatch(conn, claimed)
+                        after_commit = await self._dispatch(conn, claimed)
                 except Exception as exc:
                     if is_transient(exc) or not claimed:
                         raise
                     await self._record_failure(conn, claimed[0], exc)
                 else:
+                    _run(after_commit)
                     self._observe(claimed)
                     fired += 1
         return fired
@@ -233,3 +258,8 @@ class TimerLoop:
             self._metrics.timer_lateness.labels(timer.kind).observe(
                 max(0.0, (now - timer.due_at).total_seconds())
             )
+
+
+def _run(after_commit: Sequence[AfterCommit]) -> None:
+    for action in after_commit:
+        action()

@@ -11,13 +11,16 @@ def register(runtime: ServiceRuntime, service: ReminderService) -> None:
         Topic.ORDERS,
         ORDER_EVENTS,
         service.on_order_events,
-        description="Plans reminder tiers for new unpaid orders; stops them on cancel/close.",
+        description="Plans the reminder tiers of new unpaid orders by the customer's segment "
+        "and experiment group; stops them on cancel/close (also when that comes first).",
     )
     runtime.consume(
         Topic.PAYMENTS,
         PAYMENT_EVENTS,
         service.on_payment_events,
-        description="Stops reminders the moment an order is paid.",
+        description="Stops reminders the moment an order is paid, attributes the payment to "
+        "the reminders sent before it, counts it in the customer's figures and sends the "
+        "order confirmation.",
     )
     runtime.on_timer(REMINDER_TIMER, service.on_reminder_due)
     runtime.publishes(

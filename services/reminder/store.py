@@ -1,13 +1,20 @@
-"""SQL of the reminder service. Batches go in with unnest() so a batch is a few round trips."""
+"""SQL of the reminder service. Batches go in with unnest() so a batch is a few round trips.
 
-from collections.abc import Sequence
+Lock order, everywhere: order rows (sorted by id), then customer rows (sorted by id). Payments,
+new orders and firing timers all follow it, so replicas never deadlock on each other.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from followup.db import Connection
-from services.reminder.policy import OrderStatus
+import asyncpg
+
+from followup.db import Connection, json_arg
+from services.reminder.policy import CustomerFigures, OrderStatus
 
 
 @dataclass(frozen=True)
@@ -20,8 +27,11 @@ class NewOrder:
     pay_deadline: datetime
     total: Decimal
     currency: str
-    details: dict[str, Any]
+    details: str
+    """Customer, items and address as JSON text, straight from the validated event."""
     created_event: str
+    segment: str
+    variant: str
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Settlement:
     order_id: str
     status: OrderStatus
     at: datetime
+    amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,38 @@ class OrderRow:
     currency: str | None
     details: dict[str, Any] | None
     created_event: str | None
+    settled_at: datetime | None
+    segment: str | None
+    variant: str | None
+    paid_amount: Decimal | None
+    reminded_tier: int | None
+    last_reminded_at: datetime | None
+    confirmed_at: datetime | None
+
+
+_ORDER_COLUMNS = (
+    "order_id, status, customer_id, locale, timezone, created_at, pay_deadline, total, "
+    "currency, details, created_event, settled_at, segment, variant, paid_amount, "
+    "reminded_tier, last_reminded_at, confirmed_at"
+)
+
+
+def _order(record: asyncpg.Record) -> OrderRow:
+    details = record["details"]
+    return OrderRow(
+        **{
+            **dict(record),
+            "status": OrderStatus(record["status"]),
+            "details": json.loads(details) if details is not None else None,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class OrderState:
+    status: OrderStatus
+    segment: str | None
+    variant: str | None
 
 
 @dataclass(frozen=True)
@@ -54,28 +97,58 @@ class Decision:
     reason: str
     decided_at: datetime
     due_at: datetime | None = None
+    segment: str | None = None
+    plan: list[dict[str, Any]] | None = None
+    """For ``planned``: every tier's decision, reason and due time."""
 
 
-async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
+@dataclass(frozen=True)
+class ReminderMessage:
+    idempotency_key: str
+    customer_id: str
+    order_ids: list[str]
+    tier: int
+    segment: str
+    variant: str
+    decided_at: datetime
+    expires_at: datetime
+
+
+async def created_orders(conn: Connection, order_ids: Sequence[str]) -> set[str]:
+    """Orders whose ``order.created`` was already applied (under any event id)."""
+    rows = await conn.fetch(
+        "SELECT order_id FROM orders "
+        "WHERE order_id = ANY($1::text[]) AND created_event IS NOT NULL",
+        list(set(order_ids)),
+    )
+    return {r["order_id"] for r in rows}
+
+
+async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[str, OrderState]:
     """Insert or complete order rows; a status already settled by an earlier payment or
-    cancellation is kept, so the order is remembered as not needing reminders."""
+    cancellation is kept, so the order is remembered as not needing reminders. Returns each
+    order's state as stored, the rows locked until commit."""
     if not orders:
-        return
+        return {}
     # One row per order: a batch may carry the same order twice (republished under a new id).
     latest = {o.order_id: o for o in sorted(orders, key=lambda o: o.created_at)}
     ordered = sorted(latest.values(), key=lambda o: o.order_id)
-    await conn.execute(
+    rows = await conn.fetch(
         """
         INSERT INTO orders (order_id, customer_id, locale, timezone, created_at, pay_deadline,
-                            total, currency, details, created_event)
+                            total, currency, details, created_event, segment, variant)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                             $6::timestamptz[], $7::numeric[], $8::text[], $9::jsonb[], $10::text[])
+                             $6::timestamptz[], $7::numeric[], $8::text[], $9::json[], $10::text[],
+                             $11::text[], $12::text[])
         ON CONFLICT (order_id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, locale = EXCLUDED.locale,
             timezone = EXCLUDED.timezone, created_at = EXCLUDED.created_at,
             pay_deadline = EXCLUDED.pay_deadline, total = EXCLUDED.total,
             currency = EXCLUDED.currency, details = EXCLUDED.details,
-            created_event = EXCLUDED.created_event, updated_at = now()
+            created_event = EXCLUDED.created_event,
+            segment = coalesce(orders.segment, EXCLUDED.segment),
+            variant = coalesce(orders.variant, EXCLUDED.variant), updated_at = now()
+        RETURNING order_id, status, segment, variant
         """,
         [o.order_id for o in ordered],
         [o.customer_id for o in ordered],
@@ -87,7 +160,13 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> None:
         [o.currency for o in ordered],
         [o.details for o in ordered],
         [o.created_event for o in ordered],
+        [o.segment for o in ordered],
+        [o.variant for o in ordered],
     )
+    return {
+        r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])
+        for r in rows
+    }
 
 
 async def settle_orders(conn: Connection, settlements: Sequence[Settlement]) -> set[str]:
@@ -101,57 +180,221 @@ async def settle_orders(conn: Connection, settlements: Sequence[Settlement]) -> 
     ordered = sorted(first.values(), key=lambda s: s.order_id)
     rows = await conn.fetch(
         """
-        INSERT INTO orders (order_id, status, settled_at)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+        INSERT INTO orders (order_id, status, settled_at, paid_amount)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::numeric[])
         ON CONFLICT (order_id) DO UPDATE SET
-            status = EXCLUDED.status, settled_at = EXCLUDED.settled_at, updated_at = now()
+            status = EXCLUDED.status, settled_at = EXCLUDED.settled_at,
+            paid_amount = EXCLUDED.paid_amount, updated_at = now()
         WHERE orders.status = 'unpaid'
         RETURNING order_id
         """,
         [s.order_id for s in ordered],
         [s.status.value for s in ordered],
         [s.at for s in ordered],
+        [s.amount for s in ordered],
     )
     return {r["order_id"] for r in rows}
+
+
+async def credit_customers(conn: Connection, order_ids: Sequence[str]) -> None:
+    """Count paid orders whose customer is known into the customer's own figures, once each
+    (``counted``): the payment and the order may arrive in either order."""
+    if not order_ids:
+        return
+    await conn.execute(
+        """
+        WITH credited AS (
+            UPDATE orders SET counted = true
+            WHERE order_id = ANY($1::text[]) AND status = 'paid' AND NOT counted
+              AND customer_id IS NOT NULL
+            RETURNING customer_id, coalesce(paid_amount, total, 0) AS amount, settled_at
+        )
+        INSERT INTO customers (customer_id, paid_orders, total_spent, last_paid_at)
+        SELECT customer_id, count(*), sum(amount), max(settled_at)
+        FROM credited GROUP BY customer_id ORDER BY customer_id
+        ON CONFLICT (customer_id) DO UPDATE SET
+            paid_orders = customers.paid_orders + EXCLUDED.paid_orders,
+            total_spent = customers.total_spent + EXCLUDED.total_spent,
+            last_paid_at = greatest(customers.last_paid_at, EXCLUDED.last_paid_at),
+            updated_at = now()
+        """,
+        sorted(set(order_ids)),
+    )
+
+
+async def customer_figures(
+    conn: Connection, customer_ids: Sequence[str]
+) -> dict[str, CustomerFigures]:
+    rows = await conn.fetch(
+        "SELECT customer_id, paid_orders, total_spent, last_paid_at FROM customers "
+        "WHERE customer_id = ANY($1::text[])",
+        list(set(customer_ids)),
+    )
+    return {
+        r["customer_id"]: CustomerFigures(r["paid_orders"], r["total_spent"], r["last_paid_at"])
+        for r in rows
+    }
 
 
 async def lock_orders(conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderRow]:
     """Read orders and hold them until commit, so a payment committing meanwhile waits for us
     and then sees the reminder we decided to send (and can cancel it)."""
     rows = await conn.fetch(
-        "SELECT order_id, status, customer_id, locale, timezone, created_at, pay_deadline, "
-        "total, currency, details, created_event FROM orders "
+        f"SELECT {_ORDER_COLUMNS} FROM orders "
         "WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE",
         sorted(set(order_ids)),
     )
-    return {
-        r["order_id"]: OrderRow(**{**dict(r), "status": OrderStatus(r["status"])}) for r in rows
-    }
+    return {r["order_id"]: _order(r) for r in rows}
+
+
+async def lock_orders_and_open_siblings(
+    conn: Connection, order_ids: Sequence[str]
+) -> dict[str, OrderRow]:
+    """Lock these orders and every other unpaid order of their customers, in one sorted pass:
+    a reminder lists all of a customer's open orders, and a payment of any of them must wait
+    for it and see it."""
+    customers = await conn.fetch(
+        "SELECT DISTINCT customer_id FROM orders "
+        "WHERE order_id = ANY($1::text[]) AND customer_id IS NOT NULL",
+        list(set(order_ids)),
+    )
+    rows = await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders "
+        "WHERE order_id = ANY($1::text[]) "
+        "   OR (customer_id = ANY($2::text[]) AND status = 'unpaid' AND details IS NOT NULL) "
+        "ORDER BY order_id FOR UPDATE",
+        sorted(set(order_ids)),
+        [r["customer_id"] for r in customers],
+    )
+    return {r["order_id"]: _order(r) for r in rows}
+
+
+async def lock_customers(conn: Connection, customer_ids: Sequence[str]) -> dict[str, datetime]:
+    """When each customer was last reminded; their rows stay locked until commit."""
+    ordered = sorted(set(customer_ids))
+    await conn.execute(
+        "INSERT INTO customers (customer_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        ordered,
+    )
+    rows = await conn.fetch(
+        "SELECT customer_id, last_reminded_at FROM customers "
+        "WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE",
+        ordered,
+    )
+    return {r["customer_id"]: r["last_reminded_at"] for r in rows if r["last_reminded_at"]}
+
+
+async def mark_reminded(
+    conn: Connection, reminded: Sequence[tuple[str, int | None, datetime]]
+) -> None:
+    """Orders that appeared in a reminder: (order, its own tier if one was used, when)."""
+    if not reminded:
+        return
+    await conn.execute(
+        """
+        UPDATE orders o SET
+            reminded_tier = coalesce(greatest(o.reminded_tier, r.tier), o.reminded_tier, r.tier),
+            last_reminded_at = greatest(o.last_reminded_at, r.at), updated_at = now()
+        FROM unnest($1::text[], $2::integer[], $3::timestamptz[]) AS r(order_id, tier, at)
+        WHERE o.order_id = r.order_id
+        """,
+        [r[0] for r in reminded],
+        [r[1] for r in reminded],
+        [r[2] for r in reminded],
+    )
+
+
+async def mark_customers_reminded(conn: Connection, reminded: Mapping[str, datetime]) -> None:
+    if not reminded:
+        return
+    await conn.execute(
+        """
+        UPDATE customers c SET last_reminded_at = greatest(c.last_reminded_at, r.at),
+                               updated_at = now()
+        FROM unnest($1::text[], $2::timestamptz[]) AS r(customer_id, at)
+        WHERE c.customer_id = r.customer_id
+        """,
+        list(reminded),
+        list(reminded.values()),
+    )
+
+
+async def record_messages(conn: Connection, messages: Sequence[ReminderMessage]) -> None:
+    if not messages:
+        return
+    # The order lists go in as text: an array of arrays would have to be rectangular.
+    await conn.execute(
+        "INSERT INTO reminder_messages (idempotency_key, customer_id, order_ids, tier, segment, "
+        "variant, decided_at, expires_at) "
+        "SELECT k, c, o::text[], t, s, v, d, e FROM unnest($1::text[], $2::text[], $3::text[], "
+        "$4::integer[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[]) "
+        "AS x(k, c, o, t, s, v, d, e) ON CONFLICT DO NOTHING",
+        [m.idempotency_key for m in messages],
+        [m.customer_id for m in messages],
+        ["{" + ",".join(_array_item(o) for o in m.order_ids) + "}" for m in messages],
+        [m.tier for m in messages],
+        [m.segment for m in messages],
+        [m.variant for m in messages],
+        [m.decided_at for m in messages],
+        [m.expires_at for m in messages],
+    )
+
+
+def _array_item(value: str) -> str:
+    """One element of a PostgreSQL array literal, quoted."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def messages_to_cancel(
+    conn: Connection, settled: Sequence[str], now: datetime
+) -> list[ReminderMessage]:
+    """Reminders not yet expired that list a just-settled order and no order still open: the
+    notifier should drop them if they have not left yet."""
+    rows = await conn.fetch(
+        """
+        SELECT m.* FROM reminder_messages m
+        WHERE m.order_ids && $1::text[] AND m.expires_at > $2
+          AND NOT EXISTS (
+              SELECT 1 FROM orders o
+              WHERE o.order_id = ANY(m.order_ids) AND o.status = 'unpaid')
+        ORDER BY m.idempotency_key
+        """,
+        list(settled),
+        now,
+    )
+    return [ReminderMessage(**dict(r)) for r in rows]
+
+
+async def confirm_once(conn: Connection, order_ids: Sequence[str], now: datetime) -> set[str]:
+    """Orders paid and known whose confirmation has not been decided yet; marks them."""
+    if not order_ids:
+        return set()
+    rows = await conn.fetch(
+        "UPDATE orders SET confirmed_at = $2, updated_at = now() "
+        "WHERE order_id = ANY($1::text[]) AND status = 'paid' AND details IS NOT NULL "
+        "AND confirmed_at IS NULL RETURNING order_id",
+        sorted(set(order_ids)),
+        now,
+    )
+    return {r["order_id"] for r in rows}
 
 
 async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> None:
     if not decisions:
         return
-    await conn.executemany(
-        "INSERT INTO reminder_decisions (order_id, tier, decision, reason, decided_at, due_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        [(d.order_id, d.tier, d.decision, d.reason, d.decided_at, d.due_at) for d in decisions],
+    await conn.execute(
+        "INSERT INTO reminder_decisions "
+        "(order_id, tier, decision, reason, decided_at, due_at, segment, plan) "
+        "SELECT o, t, d, r, a, u, s, p::json FROM unnest($1::text[], $2::integer[], "
+        "$3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[]) "
+        "AS x(o, t, d, r, a, u, s, p)",
+        [d.order_id for d in decisions],
+        [d.tier for d in decisions],
+        [d.decision for d in decisions],
+        [d.reason for d in decisions],
+        [d.decided_at for d in decisions],
+        [d.due_at for d in decisions],
+        [d.segment for d in decisions],
+        # A list inside an array parameter would be read as another dimension: pass JSON text.
+        [json_arg(d.plan) if d.plan is not None else None for d in decisions],
     )
-
-
-async def orders_with_sent_reminders(conn: Connection, order_ids: Sequence[str]) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT DISTINCT order_id FROM reminder_decisions "
-        "WHERE order_id = ANY($1::text[]) AND decision = 'sent'",
-        list(order_ids),
-    )
-    return {r["order_id"] for r in rows}
-
-
-async def order_history(conn: Connection, order_id: str) -> list[Decision]:
-    rows = await conn.fetch(
-        "SELECT order_id, tier, decision, reason, decided_at, due_at FROM reminder_decisions "
-        "WHERE order_id = $1 ORDER BY id",
-        order_id,
-    )
-    return [Decision(**dict(r)) for r in rows]

@@ -21,6 +21,8 @@ SECRET = "e2e-secret-0123456789abcdef"
 E2E_POLICY = """
 [reminder]
 late_grace = "30s"
+[reminder.quiet_hours]
+enabled = false  # tests run at any hour; quiet hours are covered by integration tests
 [[reminder.tiers]]
 after_created = "3s"
 [[reminder.tiers]]

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from followup.kafka import consumer_group
 from tests.e2e.conftest import E2E_POLICY, ServiceProcess
 from tests.e2e.test_first_message import _metric, _rewind
 from tests.harness import Kafka, eventually
@@ -61,7 +62,9 @@ async def test_a_crash_in_the_middle_loses_and_repeats_nothing(
         )
         service.crash()
         seen_before_crash = await db.fetchval("SELECT count(*) FROM aftersales.inbox")
-        await _rewind(kafka, "followup-aftersales-shop.aftersales", "shop.aftersales")
+        await _rewind(
+            kafka, consumer_group("aftersales", kafka.prefix + "shop.aftersales"), "shop.aftersales"
+        )
         await service.start()
         await eventually(
             lambda: _metric(

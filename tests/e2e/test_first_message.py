@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from followup.demo.receiver import WebhookReceiver
+from followup.kafka import consumer_group
 from tests.e2e.conftest import SECRET, ServiceProcess
 from tests.harness import Kafka, eventually, order_created, payment_succeeded
 
@@ -68,7 +69,7 @@ async def test_order_reaches_the_gateway_signed_and_exactly_as_the_contract_says
     assert body["locale"] == "en"
     assert body["subject"]
     assert "O-E1" in body["text"]
-    assert body["meta"] == {"tier": 1}
+    assert body["meta"] == {"tier": 1, "segment": "new"}
     uuid.UUID(body["message_id"])
     datetime.fromisoformat(body["created_at"])
 
@@ -98,7 +99,9 @@ async def test_duplicate_events_and_a_redelivered_batch_produce_one_message(
         # Crash the reminder before the tier is due, rewind its consumer group to the start
         # of the topic and start it again: the whole batch is delivered a second time.
         services["reminder"].crash()
-        await _rewind(kafka, "followup-reminder-shop.orders", "shop.orders")
+        await _rewind(
+            kafka, consumer_group("reminder", kafka.prefix + "shop.orders"), "shop.orders"
+        )
         await services["reminder"].start()
         # The restarted consumer really reads the batch again: all three records, as duplicates.
         await eventually(
@@ -112,9 +115,10 @@ async def test_duplicate_events_and_a_redelivered_batch_produce_one_message(
 
         await eventually(lambda: _count(gateway, "O-E2"), lambda n: n >= 1, what="the reminder")
         # A control order published after everything above proves the pipeline moved past it.
+        # Another customer: one customer's reminders keep a two-hour gap across orders.
         await kafka.publish(
             "shop.orders",
-            order_created("O-E3", at=datetime.now(UTC), deadline=deadline),
+            order_created("O-E3", at=datetime.now(UTC), deadline=deadline, customer_id="C-3"),
             key="O-E3",
         )
         await eventually(lambda: _count(gateway, "O-E3"), lambda n: n == 1, what="control reminder")
@@ -204,7 +208,10 @@ async def test_payment_before_the_due_time_sends_nothing(
     await kafka.publish("shop.orders", order_created("O-E8", at=now, deadline=deadline), key="O-E8")
 
     await eventually(lambda: _count(gateway, "O-E8"), lambda n: n == 1, what="control reminder")
-    assert {m.payload["order_id"] for m in gateway.received} == {"O-E8"}
+    reminded = {
+        m.payload["order_id"] for m in gateway.received if m.payload["kind"] == "unpaid_reminder"
+    }
+    assert reminded == {"O-E8"}
 
 
 async def test_followup_up_runs_the_stack_and_stops_cleanly_on_ctrl_c(

@@ -52,8 +52,8 @@ class Slice:
 
     async def decisions_of(self, order_id: str) -> list[tuple[int | None, str, str]]:
         rows = await self.db.fetch(
-            "SELECT tier, decision, reason FROM reminder.reminder_decisions "
-            "WHERE order_id = $1 ORDER BY id",
+            "SELECT tier, decision, reason FROM reminder.reminder_history "
+            "WHERE order_id = $1 ORDER BY id, step",
             order_id,
         )
         return [(r["tier"], r["decision"], r["reason"]) for r in rows]
@@ -90,7 +90,7 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     await s.kafka.publish(
         "shop.orders", order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24)), key="O-1"
     )
-    await eventually(lambda: s.timers_of("O-1"), lambda n: n == 3, what="three tiers planned")
+    await eventually(lambda: s.timers_of("O-1"), lambda n: n == 1, what="the first tier planned")
 
     s.clock.advance(timedelta(minutes=15))
     await eventually(
@@ -108,7 +108,8 @@ async def test_unpaid_order_gets_its_first_reminder_on_the_gateway(first_slice: 
     assert body["customer_id"] == "C-1"
     assert body["case_id"] is None
     assert body["locale"] == "zh-CN"
-    assert body["meta"] == {"tier": 1}
+    assert body["meta"] == {"tier": 1, "segment": "new"}
+    assert body["text"].startswith("王女士，您好，欢迎第一次光临本店！")  # unpaid_reminder.new.1
     assert "O-1" in body["text"]
     assert "王女士" in body["text"]
     assert "11月23日 10:00" in body["text"]  # the deadline, in the customer's timezone
@@ -125,7 +126,7 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
     s = first_slice
     deadline = T0 + timedelta(hours=24)
     await s.kafka.publish("shop.orders", order_created("O-2", at=T0, deadline=deadline), key="O-2")
-    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 3, what="tiers planned")
+    await eventually(lambda: s.timers_of("O-2"), lambda n: n == 1, what="the first tier planned")
     await s.kafka.publish(
         "shop.payments", payment_succeeded("O-2", at=T0 + timedelta(minutes=5)), key="O-2"
     )
@@ -133,19 +134,39 @@ async def test_payment_before_the_due_time_means_no_reminder(first_slice: Slice)
 
     # A control order due at the same moment proves the timers ran past that time.
     await s.kafka.publish("shop.orders", order_created("O-3", at=T0, deadline=deadline), key="O-3")
-    await eventually(lambda: s.timers_of("O-3"), lambda n: n == 3, what="control tiers planned")
+    await eventually(lambda: s.timers_of("O-3"), lambda n: n == 1, what="control tier planned")
     s.clock.advance(timedelta(minutes=15))
     await eventually(
-        lambda: _async(len(s.receiver.accepted)), lambda n: n >= 1, what="control reminder"
+        lambda: _async(
+            len([m for m in s.receiver.accepted if m.payload["kind"] == "unpaid_reminder"])
+        ),
+        lambda n: n >= 1,
+        what="control reminder",
     )
 
-    assert [m.payload["order_id"] for m in s.receiver.received] == ["O-3"]
+    reminders = [m.payload for m in s.receiver.received if m.payload["kind"] == "unpaid_reminder"]
+    assert [r["order_id"] for r in reminders] == ["O-3"]
     assert await s.decisions_of("O-2") == [
         (1, "scheduled", "tier_planned"),
         (2, "scheduled", "tier_planned"),
         (3, "scheduled", "tier_planned"),
         (None, "cancelled", "order_paid"),
+        (None, "sent", "order_confirmation"),
     ]
+    # The payment's order confirmation went through the notifier to the gateway instead.
+    await eventually(
+        lambda: _async(
+            len([m for m in s.receiver.accepted if m.payload["kind"] == "order_confirmation"])
+        ),
+        lambda n: n == 1,
+        what="the order confirmation",
+    )
+    confirmation = next(
+        m.payload for m in s.receiver.accepted if m.payload["kind"] == "order_confirmation"
+    )
+    assert confirmation["order_id"] == "O-2"
+    assert "羊毛混纺大衣（M，藏青） × 1" in confirmation["text"]
+    assert "请在发货前直接回复这条消息" in confirmation["text"]
 
 
 async def test_payment_that_arrives_before_the_order_event_is_remembered(
@@ -163,10 +184,11 @@ async def test_payment_that_arrives_before_the_order_event_is_remembered(
     await s.kafka.publish(
         "shop.orders", order_created("O-4", at=T0, deadline=T0 + timedelta(hours=24)), key="O-4"
     )
-    await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 2, what="decisions")
+    await eventually(lambda: s.decisions_of("O-4"), lambda d: len(d) == 3, what="decisions")
     assert await s.decisions_of("O-4") == [
         (None, "cancelled", "order_paid"),
         (None, "skipped", "order_paid"),
+        (None, "sent", "order_confirmation"),  # now that the order's items are known
     ]
     assert await s.timers_of("O-4") == 0
 
@@ -182,7 +204,7 @@ async def test_history_shows_every_decision_for_the_order(
     await s.kafka.publish(
         "shop.orders", order_created("O-5", at=T0, deadline=T0 + timedelta(hours=24)), key="O-5"
     )
-    await eventually(lambda: s.timers_of("O-5"), lambda n: n == 3, what="tiers planned")
+    await eventually(lambda: s.timers_of("O-5"), lambda n: n == 1, what="the first tier planned")
     s.clock.advance(timedelta(minutes=15))
     await eventually(
         lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder"
@@ -197,4 +219,6 @@ async def test_history_shows_every_decision_for_the_order(
     assert len(lines) == 4
     for tier, line in enumerate(lines[:3], start=1):
         assert f"reminder   O-5        reminder tier {tier} scheduled  (tier_planned, due " in line
-    assert "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00)" in lines[3]
+    assert (
+        "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00, segment new)" in lines[3]
+    )

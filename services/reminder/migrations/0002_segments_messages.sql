@@ -1,0 +1,59 @@
+-- Segments, experiments, per-customer reminders and attribution (issue 3).
+
+-- The segment and experiment group an order was planned with, what its reminders did, and
+-- whether its payment already counts in the customer's figures (exactly once per order).
+ALTER TABLE orders
+    ADD COLUMN IF NOT EXISTS segment           text,
+    ADD COLUMN IF NOT EXISTS variant           text,
+    ADD COLUMN IF NOT EXISTS paid_amount       numeric,
+    ADD COLUMN IF NOT EXISTS counted           boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS reminded_tier     integer,
+    ADD COLUMN IF NOT EXISTS last_reminded_at  timestamptz,
+    ADD COLUMN IF NOT EXISTS confirmed_at      timestamptz;
+-- Details are only ever read back whole by the service: `json` keeps the text as written,
+-- which costs far less to store than parsing it into `jsonb` for every new order.
+ALTER TABLE orders ALTER COLUMN details TYPE json USING details::json;
+-- The customer's other open orders, found when one of their reminders goes out.
+CREATE INDEX IF NOT EXISTS orders_customer_unpaid ON orders (customer_id) WHERE status = 'unpaid';
+
+-- The service's own RFM figures per customer, from the payments it saw, and when the
+-- customer last got a reminder (for the minimum gap across all their orders).
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id      text PRIMARY KEY,
+    paid_orders      integer NOT NULL DEFAULT 0,
+    total_spent      numeric NOT NULL DEFAULT 0,
+    last_paid_at     timestamptz,
+    last_reminded_at timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every reminder message decided, with every order it lists: a payment of the last open one
+-- cancels it in the notifier if it has not left yet.
+CREATE TABLE IF NOT EXISTS reminder_messages (
+    idempotency_key text PRIMARY KEY,
+    customer_id     text NOT NULL,
+    order_ids       text[] NOT NULL,
+    tier            integer NOT NULL,
+    segment         text NOT NULL,
+    variant         text NOT NULL,
+    decided_at      timestamptz NOT NULL,
+    expires_at      timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reminder_messages_orders ON reminder_messages USING gin (order_ids);
+
+-- The tiers planned for an order are one row with the steps in `plan` (three rows' worth of
+-- history for one row's cost at ingest); the view reads them back as one line per tier.
+ALTER TABLE reminder_decisions
+    ADD COLUMN IF NOT EXISTS segment text,
+    ADD COLUMN IF NOT EXISTS plan    json;
+
+CREATE OR REPLACE VIEW reminder_history AS
+SELECT d.id, 0::bigint AS step, d.order_id, d.tier, d.decision, d.reason, d.decided_at,
+       d.due_at, d.segment
+FROM reminder_decisions d WHERE d.plan IS NULL
+UNION ALL
+SELECT d.id, s.step, d.order_id, (s.value ->> 'tier')::integer, s.value ->> 'decision',
+       s.value ->> 'reason', d.decided_at, (s.value ->> 'due_at')::timestamptz, d.segment
+FROM reminder_decisions d
+CROSS JOIN LATERAL json_array_elements(d.plan) WITH ORDINALITY AS s(value, step)
+WHERE d.plan IS NOT NULL;
