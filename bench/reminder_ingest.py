@@ -21,6 +21,7 @@ import asyncpg
 
 from bench.environment import bench_stack, machine, report
 from bench.reminder_service import committed_offsets, reminder_process, wait_until
+from followup.kafka import consumer_group
 
 
 def order_event(n: int, at: datetime) -> bytes:
@@ -69,7 +70,7 @@ async def main(events: int) -> None:
             "shop.orders", ((f"O-{n}".encode(), order_event(n, at)) for n in range(events))
         )
         conn = await asyncpg.connect(stack.dsn)
-        group = f"followup-reminder-{stack.prefix}shop.orders"
+        group = consumer_group("reminder", stack.prefix + "shop.orders")
         # Quiet hours off, so every order plans all three tiers whatever the time of day.
         policy = Path(tempfile.mkdtemp()) / "followup.toml"
         policy.write_text("[reminder.quiet_hours]\nenabled = false\n", encoding="utf-8")

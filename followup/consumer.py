@@ -103,6 +103,7 @@ class BatchConsumer(Generic[E]):
         pool: Callable[[], asyncpg.Pool],
         dead_letters: DeadLetters,
         metrics: RuntimeMetrics,
+        deduplicate: bool = True,
         retry_budget_s: float = 30.0,
     ) -> None:
         self._topic = topic
@@ -111,6 +112,7 @@ class BatchConsumer(Generic[E]):
         self._pool = pool
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._deduplicate = deduplicate
         self._retry_budget_s = retry_budget_s
 
     async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
@@ -156,12 +158,15 @@ class BatchConsumer(Generic[E]):
         started = time.perf_counter()
         after_commit: AfterCommit | None = None
         async with self._pool().acquire() as conn, conn.transaction():
-            fresh = await claim_new_event_ids(conn, [event.id for _, event in received])
-            new: list[E] = []
-            for _, event in received:
-                if event.id in fresh:
-                    fresh.discard(event.id)
-                    new.append(event)
+            if self._deduplicate:
+                fresh = await claim_new_event_ids(conn, [event.id for _, event in received])
+                new: list[E] = []
+                for _, event in received:
+                    if event.id in fresh:
+                        fresh.discard(event.id)
+                        new.append(event)
+            else:
+                new = [event for _, event in received]
             if new:
                 after_commit = await self._process(conn, new)
         if after_commit is not None:

@@ -5,12 +5,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import asyncpg
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,24 @@ def service_migrations(schema: str, service_dir: Path) -> list[Migration]:
 def json_arg(value: Any) -> str:
     """asyncpg's jsonb codec is per connection; unnest() over jsonb[] needs text in."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def batch_rows(rows: Iterable[Sequence[Any]]) -> str:
+    """A whole batch as one JSON array of rows, read in SQL with
+    ``FROM jsonb_array_elements($1::text::jsonb) AS r`` and ``r->>0``, ``(r->>1)::timestamptz``,
+    ``r->2`` for a nested JSON value (wrap JSON text already serialised in ``orjson.Fragment``;
+    write ``nullif(r->2, 'null')`` where it may be None, since ``->`` keeps a JSON null) and
+    so on. The parameter is text so that the pool's jsonb codec does not encode it twice.
+
+    One parameter serialised by orjson instead of one typed array per column: asyncpg encodes
+    array parameters element by element, with several ABC isinstance checks each, which at a
+    thousand events per batch cost more than deciding what to do with them (bench/: 12 us
+    against 4 us per 12-column order row, and less time in PostgreSQL too, read as jsonb).
+    """
+    return orjson.dumps(list(rows), default=_json_scalar).decode()
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot be sent in a batch: {value!r}")

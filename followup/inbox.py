@@ -1,5 +1,6 @@
 """Duplicate detection by CloudEvents id, inside the transaction that records the effect."""
 
+import json
 from collections.abc import Sequence
 
 from followup.db import Connection
@@ -9,9 +10,9 @@ async def claim_new_event_ids(conn: Connection, event_ids: Sequence[str]) -> set
     """Record the ids and return those never seen before. A concurrent transaction holding the
     same id makes this wait for it; if it commits, the id is not returned here."""
     rows = await conn.fetch(
-        "INSERT INTO inbox (event_id) SELECT unnest($1::text[]) "
+        "INSERT INTO inbox (event_id) SELECT jsonb_array_elements_text($1::text::jsonb) "
         "ON CONFLICT DO NOTHING RETURNING event_id",
-        list(dict.fromkeys(event_ids)),
+        json.dumps(list(dict.fromkeys(event_ids))),
     )
     return {r["event_id"] for r in rows}
 

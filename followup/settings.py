@@ -42,6 +42,12 @@ class RuntimeSettings(BaseSettings):
         default=1_000, ge=1, description="Most records handled in one database transaction."
     )
     kafka_batch_timeout_ms: int = Field(default=100, ge=0)
+    kafka_consumers_per_topic: int = Field(
+        default=1,
+        ge=1,
+        description="Consumer-group members per topic in one process; more than one overlaps "
+        "one batch's database wait with the next batch's decoding (up to the partitions).",
+    )
 
     database_url: str | None = Field(
         default=None, description="PostgreSQL DSN, e.g. postgresql://user:pass@db:5432/followup."

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from followup.clock import Clock
-from followup.db import Connection, is_transient
+from followup.db import Connection, batch_rows, is_transient
 from followup.loops import wait_for_any
 from followup.metrics import RuntimeMetrics
 
@@ -59,17 +59,16 @@ async def schedule_timers(
         if replace
         else "DO NOTHING"
     )
-    # Sorted so that concurrent batches lock rows in the same order and cannot deadlock.
-    ordered = sorted(timers, key=lambda t: (t.kind, t.key))
+    # One row per (kind, key), the last scheduled winning; sorted so that concurrent batches
+    # lock rows in the same order and cannot deadlock.
+    latest = {(t.kind, t.key): t for t in timers}
+    ordered = [latest[k] for k in sorted(latest)]
     await conn.execute(
         "INSERT INTO timers (kind, key, subject, due_at, payload) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) "
+        "SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, r->4 "
+        "FROM jsonb_array_elements($1::text::jsonb) AS r "
         f"ON CONFLICT (kind, key) {conflict}",
-        [t.kind for t in ordered],
-        [t.key for t in ordered],
-        [t.subject for t in ordered],
-        [t.due_at for t in ordered],
-        [dict(t.payload) for t in ordered],
+        batch_rows((t.kind, t.key, t.subject, t.due_at, dict(t.payload)) for t in ordered),
     )
 
 

@@ -13,6 +13,8 @@ def register(runtime: ServiceRuntime, service: ReminderService) -> None:
         service.on_order_events,
         description="Plans the reminder tiers of new unpaid orders by the customer's segment "
         "and experiment group; stops them on cancel/close (also when that comes first).",
+        # Idempotent by order id: an order is planned once, settled once (store.py).
+        deduplicate=False,
     )
     runtime.consume(
         Topic.PAYMENTS,
@@ -21,6 +23,7 @@ def register(runtime: ServiceRuntime, service: ReminderService) -> None:
         description="Stops reminders the moment an order is paid, attributes the payment to "
         "the reminders sent before it, counts it in the customer's figures and sends the "
         "order confirmation.",
+        deduplicate=False,
     )
     runtime.on_timer(REMINDER_TIMER, service.on_reminder_due)
     runtime.publishes(

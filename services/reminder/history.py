@@ -19,7 +19,7 @@ async def history(
         "SELECT d.order_id, d.tier, d.decision, d.reason, d.decided_at, d.due_at, d.segment, "
         "o.variant FROM reminder_history d LEFT JOIN orders o USING (order_id) "
         "WHERE ($1::text IS NULL OR d.order_id = $1) AND ($2::text IS NULL OR o.customer_id = $2) "
-        "ORDER BY d.id, d.step",
+        "ORDER BY d.decided_at, d.id, d.step",
         order_id,
         customer_id,
     )

@@ -5,7 +5,7 @@ returns ``Tally.commit``, so metrics count only what committed.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -87,7 +87,13 @@ class ReminderService:
         tally = Tally()
         created = [e for e in events if isinstance(e, OrderCreatedEvent)]
         known = await store.created_orders(conn, [e.data.order_id for e in created])
-        states = await store.record_orders(conn, await self._new_orders(conn, created))
+        # An order republished under a new event id is not planned again: its tiers may have
+        # fired already. Within a batch the first event of an order is the one planned.
+        first_seen = list(
+            {e.data.order_id: e for e in reversed(created) if e.data.order_id not in known}.values()
+        )
+        new_orders = await self._new_orders(conn, created, first_seen)
+        states = await store.record_orders(conn, new_orders)
         settled_now = await self._settle(
             conn,
             [
@@ -99,10 +105,15 @@ class ReminderService:
             ],
             tally,
         )
-        first_seen = list(
-            {e.data.order_id: e for e in reversed(created) if e.data.order_id not in known}.values()
+        plans = {o.order_id: o for o in new_orders if o.plan is not None}
+        paid_first = await self._schedule(
+            conn,
+            created=first_seen,
+            plans=plans,
+            stored=states,
+            settled_now=settled_now,
+            tally=tally,
         )
-        paid_first = await self._schedule(conn, first_seen, states, settled_now, tally)
         # A payment that came before its order: now the customer and the items are known.
         await store.credit_customers(conn, paid_first)
         await self._confirm(conn, paid_first, tally)
@@ -124,12 +135,21 @@ class ReminderService:
         return tally.commit
 
     async def _new_orders(
-        self, conn: Connection, created: Sequence[OrderCreatedEvent]
+        self,
+        conn: Connection,
+        created: Sequence[OrderCreatedEvent],
+        first_seen: Sequence[OrderCreatedEvent],
     ) -> list[NewOrder]:
-        """Order rows with the segment and experiment group each order is planned with."""
+        """Order rows with the segment and experiment group each order is planned with, and
+        the tier plan of orders seen for the first time (kept only while they are unpaid)."""
         own = await store.customer_figures(conn, [e.data.customer.id for e in created])
+        planned = {id(e) for e in first_seen}
+        # One row per order: the event that is planned, else the latest of a republished one.
+        rows = {e.data.order_id: e for e in created}
+        rows.update((e.data.order_id, e) for e in first_seen)
+        now = self._clock.now()
         orders = []
-        for event in created:
+        for event in rows.values():
             data = event.data
             customer = data.customer
             hints = CustomerFigures(
@@ -139,6 +159,19 @@ class ReminderService:
                 member=customer.member_level is not MemberLevel.NONE,
             )
             figures = known_figures(own.get(customer.id, CustomerFigures()), hints)
+            segment = segment_of(figures, event.time, self._policy.segmentation)
+            variant = assign_variant(customer.id, self._policy.experiment)
+            plan = None
+            if id(event) in planned and variant != HOLDOUT:
+                steps = plan_tiers(
+                    event.time,
+                    data.pay_deadline,
+                    tiers_for(segment, variant, self._policy),
+                    self._policy,
+                    timezone=customer.timezone,
+                    now=now,
+                )
+                plan = [_planned(step) for step in steps]
             orders.append(
                 NewOrder(
                     order_id=data.order_id,
@@ -153,8 +186,10 @@ class ReminderService:
                         include={"customer", "items", "shipping_address", "shop_id"}
                     ),
                     created_event=event.id,
-                    segment=segment_of(figures, event.time, self._policy.segmentation).value,
-                    variant=assign_variant(customer.id, self._policy.experiment),
+                    segment=segment.value,
+                    variant=variant,
+                    plan=plan,
+                    planned_at=now,
                 )
             )
         return orders
@@ -162,15 +197,16 @@ class ReminderService:
     async def _schedule(
         self,
         conn: Connection,
+        *,
         created: Sequence[OrderCreatedEvent],
+        plans: Mapping[str, NewOrder],
         stored: dict[str, store.OrderState],
         settled_now: dict[str, OrderStatus],
         tally: Tally,
     ) -> list[str]:
-        """Plan the tiers of orders seen for the first time and still unpaid; returns those
-        already paid. An order republished under a new event id is not planned again: its
-        tiers may have fired. Only the first tier gets a timer; each tier that fires schedules
-        the next one (its plan travels in the timer), so pending timers stay one per order."""
+        """Start the planned tiers of orders seen for the first time and still unpaid; returns
+        those already paid. Only the first due tier gets a timer; each tier that fires
+        schedules the next from the order's plan, so pending timers stay one per order."""
         if not created:
             return []
         now = self._clock.now()
@@ -192,35 +228,20 @@ class ReminderService:
                     paid.append(order_id)
                 continue
             tally.inc(self._metrics.orders, (segment, variant))
-            if variant == HOLDOUT:
+            new_order = plans.get(order_id)
+            if new_order is None or new_order.plan is None:
                 decisions.append(Decision(order_id, None, "skipped", "holdout", now, None, segment))
                 continue
-            steps = plan_tiers(
-                event.time,
-                event.data.pay_deadline,
-                tiers_for(Segment(segment), variant, self._policy),
-                self._policy,
-                timezone=event.data.customer.timezone,
-                now=now,
-            )
-            plan = [_planned(step) for step in steps]
-            decisions.append(
-                Decision(order_id, None, "planned", "tiers_planned", now, None, segment, plan)
-            )
-            for step in plan:
-                tally.inc(
-                    self._metrics.decisions,
-                    (step["decision"], step["reason"], str(step["tier"]), segment),
-                )
-            due = [step for step in steps if isinstance(step, TierDue)]
-            if due:
-                timers.append(_tier_timer(order_id, due[0], due[1:]))
+            first_due = None
+            for tier, decision, reason, due_at, _last in new_order.plan:
+                tally.inc(self._metrics.decisions, (decision, reason, str(tier), segment))
+                if first_due is None and decision in _WILL_FIRE:
+                    first_due = _tier_timer(order_id, tier, due_at)
+            if first_due is not None:
+                timers.append(first_due)
         # Not replacing: a redelivered order.created must not move a timer already planned.
         await schedule_timers(conn, timers, replace=False)
-        await store.record_decisions(conn, decisions)
-        for d in decisions:
-            if d.plan is None:
-                tally.inc(self._metrics.decisions, (d.decision, d.reason, "", d.segment or ""))
+        await self._record(conn, decisions, tally)
         return paid
 
     async def _settle(
@@ -372,7 +393,7 @@ class ReminderService:
                     self._policy,
                     now,
                 )
-                later = _later(timer)
+                later = _later(order, tier)
                 if isinstance(decision, Defer) and later and decision.until >= later[0].due_at:
                     # Waiting would bring this tier level with the next one, which says more.
                     decision = Skip(f"superseded_by_tier_{later[0].tier}")
@@ -438,7 +459,7 @@ class ReminderService:
         segment = order.segment or Segment.NEW.value
         variant = order.variant or "none"
         tiers = tiers_for(Segment(segment), variant, self._policy)
-        last = bool(timer.payload.get("last", tier == len(tiers)))
+        last = _is_last(order, tier) if order.plan else tier == len(tiers)
         policy_tier = (
             tiers[tier - 1] if tier <= len(tiers) else ReminderTier(after_created=timedelta(0))
         )
@@ -469,7 +490,7 @@ class ReminderService:
         folded_tier: dict[str, int] = {}
         for pending in folded:
             sibling = next(o for o in siblings if o.order_id == pending.subject)
-            later = _later(pending)
+            later = _later(sibling, int(pending.payload["tier"]))
             # Its tiers due within the gap are said by this message; the first after it stays.
             merged = [_LaterTier(int(pending.payload["tier"]), pending.due_at, False)]
             merged += [t for t in later if t.due_at < window_end]
@@ -646,47 +667,38 @@ class _LaterTier:
     last: bool
 
 
-def _planned(step: TierDue | TierSkipped) -> dict[str, Any]:
+# A planned step: [tier, decision, reason, due time, last tier]; see orders.plan.
+PlanStep = list[Any]
+_WILL_FIRE = frozenset({"scheduled", "deferred"})
+
+
+def _planned(step: TierDue | TierSkipped) -> PlanStep:
     if isinstance(step, TierDue):
-        decision, reason = (
-            ("deferred", "quiet_hours") if step.deferred_from else ("scheduled", "tier_planned")
-        )
-    else:
-        decision, reason = "skipped", step.reason
-    return {
-        "tier": step.tier,
-        "decision": decision,
-        "reason": reason,
-        "due_at": step.due_at.isoformat(),
-    }
+        if step.deferred_from:
+            return [step.tier, "deferred", "quiet_hours", step.due_at, step.last]
+        return [step.tier, "scheduled", "tier_planned", step.due_at, step.last]
+    return [step.tier, "skipped", step.reason, step.due_at, False]
 
 
-def _tier_timer(order_id: str, first: TierDue | _LaterTier, later: Sequence[Any]) -> Timer:
-    """The timer of one tier, carrying the tiers after it."""
-    return Timer(
-        REMINDER_TIMER,
-        f"{order_id}:{first.tier}",
-        order_id,
-        first.due_at,
-        {
-            "tier": first.tier,
-            "last": first.last,
-            "later": [
-                {"tier": t.tier, "due_at": t.due_at.isoformat(), "last": t.last} for t in later
-            ],
-        },
-    )
+def _tier_timer(order_id: str, tier: int, due_at: datetime) -> Timer:
+    return Timer(REMINDER_TIMER, f"{order_id}:{tier}", order_id, due_at, {"tier": tier})
 
 
-def _later(timer: DueTimer) -> list[_LaterTier]:
+def _later(order: OrderRow, tier: int) -> list[_LaterTier]:
+    """The tiers of the order's plan still to come after ``tier``."""
     return [
-        _LaterTier(int(t["tier"]), datetime.fromisoformat(t["due_at"]), bool(t["last"]))
-        for t in timer.payload.get("later", [])
+        _LaterTier(step[0], datetime.fromisoformat(step[3]), step[4])
+        for step in order.plan or []
+        if step[0] > tier and step[1] in _WILL_FIRE
     ]
 
 
+def _is_last(order: OrderRow, tier: int) -> bool:
+    return any(step[0] == tier and step[4] for step in order.plan or [])
+
+
 def _next_tier(order_id: str, later: Sequence[_LaterTier]) -> list[Timer]:
-    return [_tier_timer(order_id, later[0], later[1:])] if later else []
+    return [_tier_timer(order_id, later[0].tier, later[0].due_at)] if later else []
 
 
 class _FiringBatch:

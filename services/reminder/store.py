@@ -12,8 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
-from followup.db import Connection, json_arg
+from followup.db import Connection, batch_rows
 from services.reminder.policy import CustomerFigures, OrderStatus
 
 
@@ -32,6 +33,9 @@ class NewOrder:
     created_event: str
     segment: str
     variant: str
+    plan: list[list[Any]] | None = None
+    """[tier, decision, reason, due time, last] per tier; None when nothing is planned."""
+    planned_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,22 +66,25 @@ class OrderRow:
     reminded_tier: int | None
     last_reminded_at: datetime | None
     confirmed_at: datetime | None
+    plan: list[list[Any]] | None
+    """As planned at order.created: [tier, decision, reason, due time (RFC 3339), last]."""
 
 
 _ORDER_COLUMNS = (
     "order_id, status, customer_id, locale, timezone, created_at, pay_deadline, total, "
     "currency, details, created_event, settled_at, segment, variant, paid_amount, "
-    "reminded_tier, last_reminded_at, confirmed_at"
+    "reminded_tier, last_reminded_at, confirmed_at, plan"
 )
 
 
 def _order(record: asyncpg.Record) -> OrderRow:
-    details = record["details"]
+    details, plan = record["details"], record["plan"]
     return OrderRow(
         **{
             **dict(record),
             "status": OrderStatus(record["status"]),
             "details": json.loads(details) if details is not None else None,
+            "plan": json.loads(plan) if plan is not None else None,
         }
     )
 
@@ -98,8 +105,6 @@ class Decision:
     decided_at: datetime
     due_at: datetime | None = None
     segment: str | None = None
-    plan: list[dict[str, Any]] | None = None
-    """For ``planned``: every tier's decision, reason and due time."""
 
 
 @dataclass(frozen=True)
@@ -117,29 +122,29 @@ class ReminderMessage:
 async def created_orders(conn: Connection, order_ids: Sequence[str]) -> set[str]:
     """Orders whose ``order.created`` was already applied (under any event id)."""
     rows = await conn.fetch(
-        "SELECT order_id FROM orders "
-        "WHERE order_id = ANY($1::text[]) AND created_event IS NOT NULL",
-        list(set(order_ids)),
+        "SELECT order_id FROM orders WHERE created_event IS NOT NULL "
+        "AND order_id IN (SELECT jsonb_array_elements_text($1::text::jsonb))",
+        json.dumps(list(set(order_ids))),
     )
     return {r["order_id"] for r in rows}
 
 
 async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[str, OrderState]:
-    """Insert or complete order rows; a status already settled by an earlier payment or
-    cancellation is kept, so the order is remembered as not needing reminders. Returns each
-    order's state as stored, the rows locked until commit."""
+    """Insert or complete order rows (one per order); a status already settled by an earlier
+    payment or cancellation is kept, so the order is remembered as not needing reminders.
+    Returns each order's state as stored, the rows locked until commit."""
     if not orders:
         return {}
-    # One row per order: a batch may carry the same order twice (republished under a new id).
-    latest = {o.order_id: o for o in sorted(orders, key=lambda o: o.created_at)}
-    ordered = sorted(latest.values(), key=lambda o: o.order_id)
+    ordered = sorted(orders, key=lambda o: o.order_id)
     rows = await conn.fetch(
         """
         INSERT INTO orders (order_id, customer_id, locale, timezone, created_at, pay_deadline,
-                            total, currency, details, created_event, segment, variant)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                             $6::timestamptz[], $7::numeric[], $8::text[], $9::json[], $10::text[],
-                             $11::text[], $12::text[])
+                            total, currency, details, created_event, segment, variant, plan,
+                            planned_at)
+        SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::timestamptz,
+               (r->>5)::timestamptz, (r->>6)::numeric, r->>7, (r->8)::json,
+               r->>9, r->>10, r->>11, nullif(r->12, 'null')::json, (r->>13)::timestamptz
+        FROM jsonb_array_elements($1::text::jsonb) AS r
         ON CONFLICT (order_id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, locale = EXCLUDED.locale,
             timezone = EXCLUDED.timezone, created_at = EXCLUDED.created_at,
@@ -147,21 +152,34 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[st
             currency = EXCLUDED.currency, details = EXCLUDED.details,
             created_event = EXCLUDED.created_event,
             segment = coalesce(orders.segment, EXCLUDED.segment),
-            variant = coalesce(orders.variant, EXCLUDED.variant), updated_at = now()
+            variant = coalesce(orders.variant, EXCLUDED.variant),
+            -- The plan of an order already created stays; one settled first gets none.
+            plan = CASE WHEN orders.created_event IS NOT NULL THEN orders.plan
+                        WHEN orders.status = 'unpaid' THEN EXCLUDED.plan END,
+            planned_at = CASE WHEN orders.created_event IS NOT NULL THEN orders.planned_at
+                              WHEN orders.status = 'unpaid' THEN EXCLUDED.planned_at END,
+            updated_at = now()
         RETURNING order_id, status, segment, variant
         """,
-        [o.order_id for o in ordered],
-        [o.customer_id for o in ordered],
-        [o.locale for o in ordered],
-        [o.timezone for o in ordered],
-        [o.created_at for o in ordered],
-        [o.pay_deadline for o in ordered],
-        [o.total for o in ordered],
-        [o.currency for o in ordered],
-        [o.details for o in ordered],
-        [o.created_event for o in ordered],
-        [o.segment for o in ordered],
-        [o.variant for o in ordered],
+        batch_rows(
+            (
+                o.order_id,
+                o.customer_id,
+                o.locale,
+                o.timezone,
+                o.created_at,
+                o.pay_deadline,
+                o.total,
+                o.currency,
+                orjson.Fragment(o.details),
+                o.created_event,
+                o.segment,
+                o.variant,
+                o.plan,
+                o.planned_at if o.plan is not None else None,
+            )
+            for o in ordered
+        ),
     )
     return {
         r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])
@@ -227,8 +245,8 @@ async def customer_figures(
 ) -> dict[str, CustomerFigures]:
     rows = await conn.fetch(
         "SELECT customer_id, paid_orders, total_spent, last_paid_at FROM customers "
-        "WHERE customer_id = ANY($1::text[])",
-        list(set(customer_ids)),
+        "WHERE customer_id IN (SELECT jsonb_array_elements_text($1::text::jsonb))",
+        json.dumps(list(set(customer_ids))),
     )
     return {
         r["customer_id"]: CustomerFigures(r["paid_orders"], r["total_spent"], r["last_paid_at"])
@@ -384,17 +402,11 @@ async def record_decisions(conn: Connection, decisions: Sequence[Decision]) -> N
         return
     await conn.execute(
         "INSERT INTO reminder_decisions "
-        "(order_id, tier, decision, reason, decided_at, due_at, segment, plan) "
-        "SELECT o, t, d, r, a, u, s, p::json FROM unnest($1::text[], $2::integer[], "
-        "$3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[]) "
-        "AS x(o, t, d, r, a, u, s, p)",
-        [d.order_id for d in decisions],
-        [d.tier for d in decisions],
-        [d.decision for d in decisions],
-        [d.reason for d in decisions],
-        [d.decided_at for d in decisions],
-        [d.due_at for d in decisions],
-        [d.segment for d in decisions],
-        # A list inside an array parameter would be read as another dimension: pass JSON text.
-        [json_arg(d.plan) if d.plan is not None else None for d in decisions],
+        "(order_id, tier, decision, reason, decided_at, due_at, segment) "
+        "SELECT r->>0, (r->>1)::integer, r->>2, r->>3, (r->>4)::timestamptz, "
+        "(r->>5)::timestamptz, r->>6 FROM jsonb_array_elements($1::text::jsonb) r",
+        batch_rows(
+            (d.order_id, d.tier, d.decision, d.reason, d.decided_at, d.due_at, d.segment)
+            for d in decisions
+        ),
     )

@@ -9,12 +9,17 @@ ALTER TABLE orders
     ADD COLUMN IF NOT EXISTS counted           boolean NOT NULL DEFAULT false,
     ADD COLUMN IF NOT EXISTS reminded_tier     integer,
     ADD COLUMN IF NOT EXISTS last_reminded_at  timestamptz,
-    ADD COLUMN IF NOT EXISTS confirmed_at      timestamptz;
+    ADD COLUMN IF NOT EXISTS confirmed_at      timestamptz,
+    -- Every tier as planned when the order arrived: [tier, decision, reason, due, last]. One column of the row written anyway, instead of a history row per order, and
+    -- the source of the tiers still to come when one fires.
+    ADD COLUMN IF NOT EXISTS plan              json,
+    ADD COLUMN IF NOT EXISTS planned_at        timestamptz;
 -- Details are only ever read back whole by the service: `json` keeps the text as written,
 -- which costs far less to store than parsing it into `jsonb` for every new order.
 ALTER TABLE orders ALTER COLUMN details TYPE json USING details::json;
--- The customer's other open orders, found when one of their reminders goes out.
-CREATE INDEX IF NOT EXISTS orders_customer_unpaid ON orders (customer_id) WHERE status = 'unpaid';
+-- The customer's other open orders, found when one of their reminders goes out, use the
+-- index on customer_id from 0001: a customer has few orders, and a second index would be
+-- written for every new order.
 
 -- The service's own RFM figures per customer, from the payments it saw, and when the
 -- customer last got a reminder (for the minimum gap across all their orders).
@@ -41,19 +46,16 @@ CREATE TABLE IF NOT EXISTS reminder_messages (
 );
 CREATE INDEX IF NOT EXISTS reminder_messages_orders ON reminder_messages USING gin (order_ids);
 
--- The tiers planned for an order are one row with the steps in `plan` (three rows' worth of
--- history for one row's cost at ingest); the view reads them back as one line per tier.
-ALTER TABLE reminder_decisions
-    ADD COLUMN IF NOT EXISTS segment text,
-    ADD COLUMN IF NOT EXISTS plan    json;
+-- The history of an order: its plan (one line per tier) and every decision after it.
+ALTER TABLE reminder_decisions ADD COLUMN IF NOT EXISTS segment text;
 
 CREATE OR REPLACE VIEW reminder_history AS
 SELECT d.id, 0::bigint AS step, d.order_id, d.tier, d.decision, d.reason, d.decided_at,
        d.due_at, d.segment
-FROM reminder_decisions d WHERE d.plan IS NULL
-UNION ALL
-SELECT d.id, s.step, d.order_id, (s.value ->> 'tier')::integer, s.value ->> 'decision',
-       s.value ->> 'reason', d.decided_at, (s.value ->> 'due_at')::timestamptz, d.segment
 FROM reminder_decisions d
-CROSS JOIN LATERAL json_array_elements(d.plan) WITH ORDINALITY AS s(value, step)
-WHERE d.plan IS NOT NULL;
+UNION ALL
+SELECT 0::bigint, s.step, o.order_id, (s.value ->> 0)::integer, s.value ->> 1, s.value ->> 2,
+       o.planned_at, (s.value ->> 3)::timestamptz, o.segment
+FROM orders o
+CROSS JOIN LATERAL json_array_elements(o.plan) WITH ORDINALITY AS s(value, step)
+WHERE o.plan IS NOT NULL;

@@ -105,6 +105,7 @@ def order(order_id: str, *, segment: str, member_level: str = "none", stock: int
         reminded_tier=None,
         last_reminded_at=None,
         confirmed_at=None,
+        plan=None,
     )
 
 
