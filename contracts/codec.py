@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.envelope import CloudEvent, Contract
 from contracts.notifications import (
     CancelNotificationCommand,
+    ContactPreferenceCommand,
     NotificationCommand,
     NotificationFailedEvent,
     NotificationSentEvent,
@@ -111,10 +112,11 @@ AFTERSALE_EVENTS: EventDecoder[
         AftersaleClosedEvent,
     ),
 )
-NOTIFICATION_COMMANDS: EventDecoder[SendNotificationCommand | CancelNotificationCommand] = (
-    EventDecoder(
-        TypeAdapter(NotificationCommand), (SendNotificationCommand, CancelNotificationCommand)
-    )
+NOTIFICATION_COMMANDS: EventDecoder[
+    SendNotificationCommand | CancelNotificationCommand | ContactPreferenceCommand
+] = EventDecoder(
+    TypeAdapter(NotificationCommand),
+    (SendNotificationCommand, CancelNotificationCommand, ContactPreferenceCommand),
 )
 NOTIFICATION_STATUSES: EventDecoder[
     NotificationSentEvent | NotificationFailedEvent | NotificationSuppressedEvent

@@ -1,24 +1,26 @@
-"""Delivery channels. Each turns a rendered message into one provider call and says whether
-it was delivered, should be tried again, or failed for good."""
+"""Delivery channels and their providers. A provider turns a rendered message into one call to
+its API and says whether it was delivered, should be tried again, or failed for good."""
 
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+import httpx
+
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
-    """Temporary: timeout, 5xx, connection refused, or anything the contract says to retry."""
+    """Temporary: timeout, 5xx, 429, connection refused, or anything the contract says to retry."""
     PERMANENT = "permanent"
-    """Will never work as it is (e.g. rejected request); fail at once with the reason."""
+    """Will never work as it is (the provider refused the request); fail with its reason."""
 
 
 @dataclass(frozen=True)
 class SendResult:
     outcome: Outcome
-    provider: str
     detail: str = ""
+    """The provider's answer: its id for the message, or its reason for refusing it."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,30 @@ class OutgoingMessage:
     meta: dict[str, Any]
     created_at: str
     """ISO 8601 in the customer's timezone; stable across retries."""
+    phone: str | None = None
+    email: str | None = None
+    customer_name: str | None = None
 
 
-class Channel(Protocol):
+class Provider(Protocol):
+    channel: str
+    """webhook, sms, email or ops."""
     name: str
+    """The provider within the channel, for metrics and the delivery log."""
 
     async def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+def http_failure(exc: httpx.HTTPError) -> SendResult:
+    """No answer (refused, reset, timed out): always worth another try later."""
+    return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def status_outcome(status: int) -> Outcome:
+    """Common HTTP reading for provider APIs: 2xx delivered, 408/429/5xx temporary, other 4xx
+    a refusal that will not change on its own."""
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if status in (408, 409, 425, 429) or status >= 500:
+        return Outcome.RETRY
+    return Outcome.PERMANENT

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from services.notifier.channels import Outcome, OutgoingMessage, SendResult
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult, http_failure
 
 
 def webhook_body(message: OutgoingMessage) -> bytes:
@@ -31,10 +31,13 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class WebhookChannel:
-    name = "webhook"
+class WebhookProvider:
+    channel = "webhook"
 
-    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, url: str, secret: str, client: httpx.AsyncClient, *, name: str = "gateway"
+    ) -> None:
+        self.name = name
         self._url = url
         self._secret = secret.encode()
         self._client = client
@@ -52,11 +55,9 @@ class WebhookChannel:
                 },
             )
         except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, self.name, f"{type(exc).__name__}: {exc}")
+            return http_failure(exc)
         if response.is_success:
-            return SendResult(Outcome.DELIVERED, self.name, str(response.status_code))
+            return SendResult(Outcome.DELIVERED, f"HTTP {response.status_code}")
         # The contract: any other answer means "try again later", 4xx included; the same
         # Idempotency-Key lets the gateway drop repeats.
-        return SendResult(
-            Outcome.RETRY, self.name, f"HTTP {response.status_code}: {response.text[:200]}"
-        )
+        return SendResult(Outcome.RETRY, f"HTTP {response.status_code}: {response.text[:200]}")

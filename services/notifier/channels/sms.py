@@ -1,0 +1,67 @@
+"""SMS through Twilio's Programmable Messaging REST API (Messages resource, API 2010-04-01).
+
+``POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json``, form-encoded ``To``, ``Body``
+and either ``From`` (a Twilio number) or ``MessagingServiceSid`` (``MG…``), authenticated with
+HTTP Basic (Account SID as user, Auth Token as password). Twilio answers ``201 Created`` with
+the Message resource (``sid``, ``status``); an error is JSON ``{code, message, more_info,
+status}`` with the HTTP status.
+"""
+
+import httpx
+
+from services.notifier.channels import (
+    Outcome,
+    OutgoingMessage,
+    SendResult,
+    http_failure,
+    status_outcome,
+)
+
+API_VERSION = "2010-04-01"
+
+
+class TwilioSms:
+    channel = "sms"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        client: httpx.AsyncClient,
+        api_url: str = "https://api.twilio.com",
+        name: str = "twilio",
+    ) -> None:
+        self.name = name
+        self._url = f"{api_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._sender_field = "MessagingServiceSid" if sender.startswith("MG") else "From"
+        self._sender = sender
+        self._client = client
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        if not message.phone:
+            return SendResult(Outcome.PERMANENT, "no phone number")
+        form = {"To": message.phone, self._sender_field: self._sender, "Body": message.sms}
+        try:
+            response = await self._client.post(self._url, data=form, auth=self._auth)
+        except httpx.HTTPError as exc:
+            return http_failure(exc)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
+        outcome = status_outcome(response.status_code)
+        if outcome is Outcome.DELIVERED:
+            return SendResult(outcome, f"{answer.get('sid', '?')} {answer.get('status', '')}")
+        reason = f"twilio {answer.get('code', response.status_code)}: " + str(
+            answer.get("message") or response.text[:200]
+        )
+        # Wrong credentials or a suspended account are the provider's side, not the
+        # message's: retried (and counted by the circuit breaker) so the backup takes over.
+        if response.status_code in (401, 403):
+            return SendResult(Outcome.RETRY, reason)
+        return SendResult(outcome, reason)
