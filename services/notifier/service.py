@@ -422,10 +422,6 @@ class NotifierService:
             Finished(d, DeliveryStatus.SUPPRESSED, f"merged: superseded by message {into}")
             for d, into in merged
         ]
-        events += [
-            DeliveryEvent(f.delivery.message_id, now, f.status.value, f.reason or "")
-            for f in finished
-        ]
         await store.log_events(conn, events)
         await self._publish(conn, finished)
         return sending
