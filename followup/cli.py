@@ -285,9 +285,10 @@ _CHANNELS = ("webhook", "sms", "email")
 
 def _notifier_connection_dsn() -> str:
     settings = load_settings(RuntimeSettings)
-    if not settings.database_url:
+    dsn: str | None = settings.database_url
+    if not dsn:
         raise ConfigError("DATABASE_URL not set: point it at the services' PostgreSQL")
-    return settings.database_url
+    return dsn
 
 
 async def _with_notifier_schema(dsn: str, work: Any) -> Any:
