@@ -431,17 +431,21 @@ async def merge_superseded(
         WITH newest AS (
             SELECT message_id, customer_id, kind, order_id, case_id, command_time
             FROM deliveries WHERE message_id = ANY($1::uuid[])
+        ), waiting AS (
+            -- Rows another worker holds are left alone: merged on a later pass.
+            SELECT o.message_id FROM deliveries o
+            WHERE o.status = 'pending' AND o.reason = 'contact_budget'
+              AND o.customer_id IN (SELECT customer_id FROM newest)
+            FOR UPDATE SKIP LOCKED
         ), older AS (
             SELECT DISTINCT ON (o.message_id) o.message_id, n.message_id AS into_id
-            FROM deliveries o JOIN newest n
+            FROM waiting w JOIN deliveries o USING (message_id) JOIN newest n
               ON o.customer_id = n.customer_id AND o.kind = n.kind
              AND o.order_id IS NOT DISTINCT FROM n.order_id
              AND o.case_id IS NOT DISTINCT FROM n.case_id
              AND o.message_id <> n.message_id
              AND (o.command_time, o.message_id) < (n.command_time, n.message_id)
-            WHERE o.status = 'pending' AND o.reason = 'contact_budget'
             ORDER BY o.message_id, n.command_time DESC
-            FOR UPDATE OF o SKIP LOCKED
         )
         UPDATE deliveries d SET status = 'suppressed', finished_at = $2,
             reason = 'merged: superseded by message ' || older.into_id
