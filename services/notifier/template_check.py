@@ -18,8 +18,11 @@ from services.notifier.templates import Rendered, Template, TemplateCatalog, Tem
 SAMPLE_TIMEZONE = "Asia/Shanghai"
 
 _APOLOGY = re.compile(r"抱歉|对不起|致歉|歉意|不好意思|sorry|apologi[sz]e|apologies", re.IGNORECASE)
+# "王女士，您好！", "亲，", "Hi Emma," "Dear Mr Li," at the very start of a message.
 _GREETING = re.compile(
-    r"您好|你好|^\s*亲|^\s*(hi|hello|dear|good (morning|afternoon|evening))\b", re.I
+    r"^\s*(?:[^！。\n]{0,20}?(?:您好|你好)[！!，,]|亲[，,]"
+    r"|(?:hi|hello|dear|good (?:morning|afternoon|evening))\b[^,!.\n]{0,40}[,!])\s*",
+    re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])|(?<=\.\s)")
 # A time the customer can hold us to: a clock time, a date, or a span.
@@ -57,12 +60,9 @@ class CheckReport:
 
 def opening(text: str) -> str:
     """The first sentence after a greeting: where an apology must stand."""
-    sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-    if not sentences:
-        return ""
-    if len(sentences) > 1 and _GREETING.search(sentences[0]) and not _APOLOGY.search(sentences[0]):
-        return sentences[1]
-    return sentences[0]
+    body = _GREETING.sub("", text.strip(), count=1)
+    sentences = [s for s in _SENTENCE_END.split(body) if s.strip()]
+    return sentences[0] if sentences else ""
 
 
 def needs_apology(name: str, rules: TemplateRules) -> bool:

@@ -79,16 +79,13 @@ class Providers:
 
 @pytest.fixture
 async def providers() -> AsyncIterator[Providers]:
-    clock_holder: list[ManualClock] = []
     gateway = WebhookReceiver(SECRET)
     backup = WebhookReceiver(SECRET)
     twilio = TwilioStandIn()
-    dingtalk = DingTalkStandIn(
-        secret=DINGTALK_SECRET, now=lambda: clock_holder[0].now() if clock_holder else T0
-    )
+    dingtalk = DingTalkStandIn(secret=DINGTALK_SECRET)
     slack = SlackStandIn()
     smtp = SmtpServer()
-    servers = [
+    servers: list[ReceiverServer | HttpServer] = [
         ReceiverServer(gateway),
         ReceiverServer(backup),
         HttpServer(twilio),
@@ -271,6 +268,14 @@ def write_test_templates(directory: Path) -> None:
         )
 
 
+def _files(directory: Path, policy: str) -> tuple[Path, Path]:
+    policy_file = directory / "followup.toml"
+    policy_file.write_text(policy, encoding="utf-8")
+    templates = directory / "shop-templates"
+    write_test_templates(templates)
+    return policy_file, templates
+
+
 NotifierFactory = Callable[..., AbstractAsyncContextManager[Notifier]]
 
 
@@ -282,10 +287,7 @@ def notifier(kafka: Kafka, database: str, providers: Providers, tmp_path: Path) 
     async def start(policy: str = "", **overrides: Any) -> AsyncIterator[Notifier]:
         clock = ManualClock(T0)
         providers.dingtalk.now = clock.now
-        policy_file = tmp_path / f"policy-{len(list(tmp_path.iterdir()))}.toml"
-        policy_file.write_text(policy, encoding="utf-8")
-        templates = tmp_path / "shop-templates"
-        write_test_templates(templates)
+        policy_file, templates = _files(tmp_path, policy)
         settings = service_settings(
             NotifierSettings,
             kafka,

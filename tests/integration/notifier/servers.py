@@ -36,10 +36,11 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 async def _body(receive: Receive) -> bytes:
-    body = b""
+    body: bytes = b""
     while True:
         event = await receive()
-        body += event.get("body", b"")
+        chunk: bytes = event.get("body", b"")
+        body += chunk
         if not event.get("more_body"):
             return body
 
@@ -127,7 +128,7 @@ class TwilioStandIn(StandIn):
             "status": status,
         }
 
-    def handle(self, request: Request) -> tuple[int, Any]:
+    def handle(self, request: Request) -> tuple[int, Any]:  # noqa: PLR0911 - one per check
         if request.path != f"/2010-04-01/Accounts/{self.account_sid}/Messages.json":
             return self._error(404, 20404, "The requested resource was not found")
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
@@ -166,7 +167,7 @@ class DingTalkStandIn(StandIn):
     secret: str = "SEC" + "a" * 61
     now: Callable[[], datetime] | None = None
 
-    def failure(self, status: int) -> Any:
+    def failure(self, status: int) -> Any:  # noqa: ARG002
         return {"errcode": -1, "errmsg": "system busy"}
 
     def handle(self, request: Request) -> tuple[int, Any]:
@@ -245,20 +246,25 @@ class MailHandler:
         self.mails: list[Mail] = []
         self.refused: set[str] = set()
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook and its arguments
         self,
-        server: SMTP,
-        session: Session,
+        server: SMTP,  # noqa: ARG002
+        session: Session,  # noqa: ARG002
         envelope: Envelope,
         address: str,
-        rcpt_options: list[str],
+        rcpt_options: list[str],  # noqa: ARG002
     ) -> str:
         if address in self.refused:
             return "550 5.1.1 mailbox unavailable"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(  # noqa: N802
+        self,
+        server: SMTP,  # noqa: ARG002
+        session: Session,  # noqa: ARG002
+        envelope: Envelope,
+    ) -> str:
         raw = envelope.original_content or b""
         self.mails.append(
             Mail(

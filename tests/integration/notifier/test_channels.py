@@ -2,6 +2,7 @@
 e-mail, the DingTalk and Slack bots; recipients resolved from order.created; fallback to the
 next channel on a refusal, and to the secondary bot on a failure."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -30,7 +31,7 @@ OPS = {
 }
 
 
-async def _count(items: list[object]) -> int:
+async def _count(items: Sequence[object]) -> int:
     return len(items)
 
 
