@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -74,7 +74,8 @@ _STATUS_EVENTS: dict[DeliveryStatus, type[CloudEvent]] = {
 }
 _CIRCUIT_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 _DEPTH_INTERVAL_S = 1.0
-_FLUSH_BATCH = 500
+_FLUSH_BATCH = 200
+_FLUSH_LINGER_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ class NotifierService:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._wakeup = asyncio.Event()
         self._depth_updated = 0.0
+        self._next_reclaim = datetime.min.replace(tzinfo=UTC)
+        self._refill_at = max(1, min(policy.claim_batch, policy.concurrency) // 4)
         clock.on_change(self.wake)
 
     def wake(self) -> None:
@@ -165,10 +168,12 @@ class NotifierService:
         )
         cancels = [e.data for e in events if isinstance(e, CancelNotificationCommand)]
         await store.remember_cancellations(conn, cancels, now)
-        suppressed = await store.suppress_cancelled(
+        # Commands a remembered cancellation covered were stored as suppressed by accept();
+        # the cancellations of this batch apply to whatever is still waiting.
+        suppressed = [d for d in accepted if d.status == "suppressed"]
+        suppressed += await store.suppress_cancelled(
             conn,
             now,
-            message_ids=[d.message_id for d in accepted],
             keys=[k for c in cancels for k in c.idempotency_keys],
             orders=[c.order_id for c in cancels if c.order_id],
         )
@@ -253,12 +258,18 @@ class NotifierService:
         async def send(item: Claimed) -> None:
             collect(await self._send(item, router))
 
+        def freed(_: object) -> None:
+            if self._policy.concurrency - len(in_flight) >= self._refill_at:
+                room.set()
+
         flusher = asyncio.create_task(self._flush_loop(stop, results, ready, in_flight))
         try:
             while not stop.is_set():
                 self._wakeup.clear()
                 capacity = self._policy.concurrency - len(in_flight)
-                if capacity <= 0:
+                # Claim in worthwhile batches: one transaction per finished send would cost
+                # more than the sends themselves.
+                if capacity < self._refill_at:
                     room.clear()
                     await wait_for_any(stop, self._poll_interval_s, room)
                     continue
@@ -275,29 +286,28 @@ class NotifierService:
                     task = asyncio.create_task(send(item))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
-                    task.add_done_callback(lambda _: room.set())
+                    task.add_done_callback(freed)
                 self._publish_circuits(router)
                 if len(claimed) == limit:
                     await asyncio.sleep(0)  # let the sends start before claiming more
                     continue
-                await wait_for_any(stop, await self._idle_wait(), self._wakeup)
+                # Woken by new or released messages (NOTIFY) and by the clock; messages
+                # deferred to a later time are found by the next poll, at most
+                # TIMER_POLL_INTERVAL_S late.
+                await wait_for_any(stop, self._poll_interval_s, self._wakeup)
         finally:
             if in_flight:
                 await asyncio.wait(in_flight, timeout=self._policy.request_timeout.total_seconds())
             ready.set()
             await flusher
 
-    async def _idle_wait(self) -> float:
+    async def _observe_queue(self) -> None:
+        if time.monotonic() - self._depth_updated < _DEPTH_INTERVAL_S:
+            return
+        self._depth_updated = time.monotonic()
         async with self._pool().acquire() as conn:
-            due = await store.next_due(conn)
-            if time.monotonic() - self._depth_updated > _DEPTH_INTERVAL_S:
-                self._depth_updated = time.monotonic()
-                for state, count in (await store.queue_depth(conn)).items():
-                    self._metrics.queue_depth.labels(state).set(count)
-        wait_s = self._poll_interval_s
-        if due is not None:
-            wait_s = min(wait_s, max(0.0, (due - self._clock.now()).total_seconds()))
-        return wait_s
+            for state, count in (await store.queue_depth(conn)).items():
+                self._metrics.queue_depth.labels(state).set(count)
 
     async def _flush_loop(
         self,
@@ -312,8 +322,16 @@ class NotifierService:
                 if stop.is_set() and not in_flight:
                     return
                 ready.clear()
+                try:
+                    await self._observe_queue()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
                 await wait_for_any(stop, self._poll_interval_s, ready)
                 continue
+            if len(results) < _FLUSH_BATCH and in_flight and not stop.is_set():
+                # Let results gather: one transaction for many sends, not one each.
+                await wait_for_any(stop, _FLUSH_LINGER_S)
             batch = results[:_FLUSH_BATCH]
             try:
                 await self._write(batch)
@@ -335,6 +353,11 @@ class NotifierService:
         now = self._clock.now()
         window = self._policy.contact_budget.window
         async with self._pool().acquire() as conn, conn.transaction():
+            if now >= self._next_reclaim:
+                # Not on every claim: a lease is long, and the claim path is latency-bound.
+                self._next_reclaim = now + self._policy.lease / 4
+                if reclaimed := await store.reclaim_expired_leases(conn, now):
+                    log.warning("%d messages of a stopped worker are due again", reclaimed)
             claimed = await store.claim_due(conn, now, limit, now + self._policy.lease)
             if not claimed:
                 return []
@@ -431,7 +454,11 @@ class NotifierService:
         attempt = delivery.attempts + 1
         try:
             rendered = self._catalog.render(
-                delivery.template, plan.locale, plan.timezone, delivery.variables
+                delivery.template,
+                plan.locale,
+                plan.timezone,
+                delivery.variables,
+                sms="sms" in plan.channels,
             )
         except TemplateProblem as exc:
             reason = f"template: {exc}"

@@ -146,12 +146,15 @@ async def accept(
         INSERT INTO deliveries (message_id, idempotency_key, kind, template, customer_id,
             order_id, case_id, locale, timezone, variables, meta, priority, message_class,
             not_before, expires_at, source_event_id, source_event_time, command_time,
-            accepted_at, status, next_attempt_at)
+            accepted_at, status, next_attempt_at, reason, finished_at)
         SELECT c.m, c.k, c.kind, c.tpl, coalesce(c.cust, ro.customer_id), c.ord, c.cas, c.loc,
                c.tz, c.vars, c.meta, c.prio, c.cls, c.nb, c.exp, c.sid, c.stime, c.ctime, $19,
-               CASE WHEN c.held AND ro.customer_id IS NULL THEN 'held' ELSE 'pending' END,
+               CASE WHEN x.reason IS NOT NULL THEN 'suppressed'
+                    WHEN c.held AND ro.customer_id IS NULL THEN 'held' ELSE 'pending' END,
                CASE WHEN c.held AND ro.customer_id IS NULL THEN least(c.exp, $20::timestamptz)
-                    ELSE greatest(c.nb, $19::timestamptz) END
+                    ELSE greatest(c.nb, $19::timestamptz) END,
+               'cancelled: ' || x.reason,
+               CASE WHEN x.reason IS NOT NULL THEN $19::timestamptz END
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::text[],
                     $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[],
@@ -159,6 +162,12 @@ async def accept(
              AS c(m, k, kind, tpl, cust, ord, cas, loc, tz, vars, meta, prio, cls, nb, exp,
                   sid, stime, ctime, held)
         LEFT JOIN recipient_orders ro ON c.held AND ro.order_id = c.ord
+        -- A cancellation that overtook its command: the message is recorded, never sent.
+        LEFT JOIN LATERAL (
+            SELECT reason FROM cancellations x
+            WHERE x.idempotency_key = c.k OR (x.order_id = c.ord AND x.kind = c.kind)
+            LIMIT 1
+        ) x ON true
         ORDER BY c.k
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING {_COLUMNS}
@@ -223,11 +232,19 @@ async def suppress_cancelled(
 ) -> list[Delivery]:
     """Suppress waiting messages that a remembered cancellation covers, among the given
     messages, idempotency keys and orders."""
+    if not (message_ids or keys or orders):
+        return []
     rows = await conn.fetch(
         f"""
-        WITH hit AS (
+        WITH candidates AS (
+            -- One index lookup per list; an OR across them would scan the whole queue.
+            SELECT message_id FROM deliveries WHERE message_id = ANY($1::uuid[])
+            UNION SELECT message_id FROM deliveries WHERE idempotency_key = ANY($2::text[])
+            UNION SELECT message_id FROM deliveries WHERE order_id = ANY($3::text[])
+        ), hit AS (
             SELECT d.message_id, c.reason
             FROM deliveries d
+            JOIN candidates USING (message_id)
             JOIN LATERAL (
                 SELECT reason FROM cancellations c
                 WHERE c.idempotency_key = d.idempotency_key
@@ -235,8 +252,6 @@ async def suppress_cancelled(
                 LIMIT 1
             ) c ON true
             WHERE d.status IN ('pending', 'held')
-              AND (d.message_id = ANY($1::uuid[]) OR d.idempotency_key = ANY($2::text[])
-                   OR d.order_id = ANY($3::text[]))
             FOR UPDATE OF d
         )
         UPDATE deliveries d
@@ -332,46 +347,58 @@ async def customer_facts(
         "FROM (SELECT c FROM unnest($1::text[]) c ORDER BY c) s",
         ordered,
     )
-    recipients = {
-        r["customer_id"]: Recipient(**dict(r))
-        for r in await conn.fetch(
-            "SELECT customer_id, name, locale, timezone, phone, email FROM recipients "
-            "WHERE customer_id = ANY($1::text[])",
-            ordered,
-        )
-    }
-    opt_outs: dict[str, set[tuple[str, str]]] = {}
-    for r in await conn.fetch(
-        "SELECT customer_id, channel, message_class FROM opt_outs "
-        "WHERE customer_id = ANY($1::text[])",
-        ordered,
-    ):
-        opt_outs.setdefault(r["customer_id"], set()).add((r["channel"], r["message_class"]))
-    contacts: dict[str, list[datetime]] = {}
-    for r in await conn.fetch(
-        "SELECT customer_id, at FROM contacts WHERE customer_id = ANY($1::text[]) "
-        "AND at > $2 AND message_id <> ALL($3::uuid[])",
+    # One round trip for all three, after the locks (a new statement sees what the previous
+    # holder of a lock committed).
+    rows = await conn.fetch(
+        """
+        SELECT c AS customer_id, r.customer_id IS NOT NULL AS known, r.name, r.locale,
+               r.timezone, r.phone, r.email,
+               ARRAY(SELECT o.channel || ' ' || o.message_class FROM opt_outs o
+                     WHERE o.customer_id = c) AS opt_outs,
+               ARRAY(SELECT k.at FROM contacts k WHERE k.customer_id = c AND k.at > $2
+                     AND k.message_id <> ALL($3::uuid[])) AS contacts
+        FROM unnest($1::text[]) c LEFT JOIN recipients r ON r.customer_id = c
+        """,
         ordered,
         since,
         list(excluding),
-    ):
-        contacts.setdefault(r["customer_id"], []).append(r["at"])
+    )
+    recipients: dict[str, Recipient] = {}
+    opt_outs: dict[str, set[tuple[str, str]]] = {}
+    contacts: dict[str, list[datetime]] = {}
+    for r in rows:
+        customer = r["customer_id"]
+        if r["known"]:
+            recipients[customer] = Recipient(
+                customer, r["name"], r["locale"], r["timezone"], r["phone"], r["email"]
+            )
+        if r["opt_outs"]:
+            opt_outs[customer] = {
+                (channel, message_class)
+                for channel, _, message_class in (o.partition(" ") for o in r["opt_outs"])
+            }
+        if r["contacts"]:
+            contacts[customer] = list(r["contacts"])
     return recipients, opt_outs, contacts
 
 
 # --- the queue -------------------------------------------------------------------------------
 
 
-async def claim_due(
-    conn: Connection, now: datetime, limit: int, lease_until: datetime
-) -> list[Delivery]:
-    """Take due messages (and holds that ran out); a crashed worker's lease runs out and its
-    messages come back."""
-    await conn.execute(
+async def reclaim_expired_leases(conn: Connection, now: datetime) -> int:
+    """A crashed worker's messages come back once their lease has run out."""
+    result = await conn.execute(
         "UPDATE deliveries SET status = 'pending', lease_until = NULL "
         "WHERE status = 'sending' AND lease_until < $1",
         now,
     )
+    return int(result.split()[-1])
+
+
+async def claim_due(
+    conn: Connection, now: datetime, limit: int, lease_until: datetime
+) -> list[Delivery]:
+    """Take due messages (and holds that ran out)."""
     rows = await conn.fetch(
         f"""
         WITH due AS (
@@ -532,13 +559,6 @@ async def log_events(conn: Connection, events: Sequence[DeliveryEvent]) -> None:
             [e.event for e in events],
             [e.detail for e in events],
         )
-
-
-async def next_due(conn: Connection) -> datetime | None:
-    due: datetime | None = await conn.fetchval(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'held')"
-    )
-    return due
 
 
 async def queue_depth(conn: Connection) -> dict[str, int]:

@@ -1,11 +1,13 @@
 """Delivery channels and their providers. A provider turns a rendered message into one call to
 its API and says whether it was delivered, should be tried again, or failed for good."""
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 
 class Outcome(StrEnum):
@@ -52,9 +54,40 @@ class Provider(Protocol):
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
-def http_failure(exc: httpx.HTTPError) -> SendResult:
-    """No answer (refused, reset, timed out): always worth another try later."""
-    return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}"[:300])
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    data: bytes | Mapping[str, str],
+    headers: Mapping[str, str] | None = None,
+    auth: aiohttp.BasicAuth | None = None,
+) -> HttpAnswer | SendResult:
+    """One POST; no answer at all (refused, reset, timed out) is always worth another try.
+
+    aiohttp, not httpx, for the provider calls: on this workload httpx's connection pool
+    spends most of its time checking idle connections (70 requests/s with 64 connections
+    against 2,000+ for aiohttp on the same machine; see the README's benchmarks)."""
+    try:
+        async with session.post(url, data=data, headers=headers, auth=auth) as response:
+            return HttpAnswer(response.status, await response.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}"[:300])
 
 
 def status_outcome(status: int) -> Outcome:

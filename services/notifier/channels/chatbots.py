@@ -15,13 +15,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
-import httpx
+import aiohttp
 
 from services.notifier.channels import (
+    HttpAnswer,
     Outcome,
     OutgoingMessage,
     SendResult,
-    http_failure,
+    post,
     status_outcome,
 )
 
@@ -39,32 +40,29 @@ def _plain(message: OutgoingMessage) -> str:
 
 
 async def _post_json(
-    client: httpx.AsyncClient, url: str, payload: dict[str, Any]
-) -> httpx.Response | SendResult:
-    try:
-        return await client.post(
-            url,
-            content=json.dumps(payload, ensure_ascii=False).encode(),
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
-    except httpx.HTTPError as exc:
-        return http_failure(exc)
+    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+) -> HttpAnswer | SendResult:
+    return await post(
+        session,
+        url,
+        data=json.dumps(payload, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
 
 
 def _error_code_reply(
-    response: httpx.Response, bot: str, code_key: str, message_key: str, temporary: frozenset[int]
+    answer: HttpAnswer, bot: str, code_key: str, message_key: str, temporary: frozenset[int]
 ) -> SendResult:
-    outcome = status_outcome(response.status_code)
+    outcome = status_outcome(answer.status)
     if outcome is not Outcome.DELIVERED:
-        return SendResult(outcome, f"{bot} HTTP {response.status_code}: {response.text[:200]}")
-    try:
-        answer = response.json()
-    except ValueError:
-        return SendResult(Outcome.RETRY, f"{bot}: unreadable answer {response.text[:200]!r}")
-    code = answer.get(code_key, answer.get("StatusCode", -1)) if isinstance(answer, dict) else -1
+        return SendResult(outcome, f"{bot} HTTP {answer.status}: {answer.text[:200]}")
+    body = answer.json()
+    if not isinstance(body, dict):
+        return SendResult(Outcome.RETRY, f"{bot}: unreadable answer {answer.text[:200]!r}")
+    code = body.get(code_key, body.get("StatusCode", -1))
     if code == 0:
         return SendResult(Outcome.DELIVERED, f"{bot} ok")
-    reason = f"{bot} {code}: {answer.get(message_key, '') if isinstance(answer, dict) else ''}"
+    reason = f"{bot} {code}: {body.get(message_key, '')}"
     return SendResult(Outcome.RETRY if code in temporary else Outcome.PERMANENT, reason)
 
 
@@ -84,10 +82,10 @@ class DingTalkBot:
     # (signature, keyword or IP allow-list: our configuration, not the message).
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 130101, 310000})
 
-    def __init__(self, url: str, secret: str, client: httpx.AsyncClient, now: Now) -> None:
+    def __init__(self, url: str, secret: str, session: aiohttp.ClientSession, now: Now) -> None:
         self._url = url
         self._secret = secret
-        self._client = client
+        self._session = session
         self._now = now
 
     def signed_url(self) -> str:
@@ -101,10 +99,10 @@ class DingTalkBot:
             "msgtype": "markdown",
             "markdown": {"title": message.subject, "text": _markdown(message)},
         }
-        response = await _post_json(self._client, self.signed_url(), payload)
-        if isinstance(response, SendResult):
-            return response
-        return _error_code_reply(response, "dingtalk", "errcode", "errmsg", self._TEMPORARY)
+        answer = await _post_json(self._session, self.signed_url(), payload)
+        if isinstance(answer, SendResult):
+            return answer
+        return _error_code_reply(answer, "dingtalk", "errcode", "errmsg", self._TEMPORARY)
 
 
 class WeComBot:
@@ -113,16 +111,16 @@ class WeComBot:
     # -1 system busy, 45009 over the robot's rate limit, 93000 the webhook key is invalid.
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 45009, 93000})
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
         self._url = url
-        self._client = client
+        self._session = session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         payload = {"msgtype": "markdown", "markdown": {"content": _markdown(message)}}
-        response = await _post_json(self._client, self._url, payload)
-        if isinstance(response, SendResult):
-            return response
-        return _error_code_reply(response, "wecom", "errcode", "errmsg", self._TEMPORARY)
+        answer = await _post_json(self._session, self._url, payload)
+        if isinstance(answer, SendResult):
+            return answer
+        return _error_code_reply(answer, "wecom", "errcode", "errmsg", self._TEMPORARY)
 
 
 def feishu_sign(secret: str, timestamp_s: int) -> str:
@@ -138,10 +136,12 @@ class FeishuBot:
     # 9499 / 11232 rate limited, 19021 signature check failed (our secret or clock).
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 9499, 11232, 19021})
 
-    def __init__(self, url: str, secret: str | None, client: httpx.AsyncClient, now: Now) -> None:
+    def __init__(
+        self, url: str, secret: str | None, session: aiohttp.ClientSession, now: Now
+    ) -> None:
         self._url = url
         self._secret = secret
-        self._client = client
+        self._session = session
         self._now = now
 
     async def send(self, message: OutgoingMessage) -> SendResult:
@@ -153,19 +153,19 @@ class FeishuBot:
                 "sign": feishu_sign(self._secret, timestamp),
                 **payload,
             }
-        response = await _post_json(self._client, self._url, payload)
-        if isinstance(response, SendResult):
-            return response
-        return _error_code_reply(response, "feishu", "code", "msg", self._TEMPORARY)
+        answer = await _post_json(self._session, self._url, payload)
+        if isinstance(answer, SendResult):
+            return answer
+        return _error_code_reply(answer, "feishu", "code", "msg", self._TEMPORARY)
 
 
 class SlackBot:
     channel = "ops"
     name = "slack"
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
         self._url = url
-        self._client = client
+        self._session = session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         payload = {
@@ -175,13 +175,13 @@ class SlackBot:
                 {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
             ],
         }
-        response = await _post_json(self._client, self._url, payload)
-        if isinstance(response, SendResult):
-            return response
-        outcome = status_outcome(response.status_code)
-        reason = f"slack HTTP {response.status_code}: {response.text[:200]}"
+        answer = await _post_json(self._session, self._url, payload)
+        if isinstance(answer, SendResult):
+            return answer
+        outcome = status_outcome(answer.status)
+        reason = f"slack HTTP {answer.status}: {answer.text[:200]}"
         # 403 action_prohibited, 404 no_service, 410 channel_is_archived: the webhook itself
         # is gone, which no message can fix: move to the backup bot.
-        if response.status_code in (403, 404, 410):
+        if answer.status in (403, 404, 410):
             return SendResult(Outcome.RETRY, reason)
         return SendResult(outcome, "slack ok" if outcome is Outcome.DELIVERED else reason)

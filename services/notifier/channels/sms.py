@@ -7,15 +7,9 @@ the Message resource (``sid``, ``status``); an error is JSON ``{code, message, m
 status}`` with the HTTP status.
 """
 
-import httpx
+import aiohttp
 
-from services.notifier.channels import (
-    Outcome,
-    OutgoingMessage,
-    SendResult,
-    http_failure,
-    status_outcome,
-)
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post, status_outcome
 
 API_VERSION = "2010-04-01"
 
@@ -29,39 +23,35 @@ class TwilioSms:
         account_sid: str,
         auth_token: str,
         sender: str,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         api_url: str = "https://api.twilio.com",
         name: str = "twilio",
     ) -> None:
         self.name = name
         self._url = f"{api_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
-        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
         self._sender_field = "MessagingServiceSid" if sender.startswith("MG") else "From"
         self._sender = sender
-        self._client = client
+        self._session = session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not message.phone:
             return SendResult(Outcome.PERMANENT, "no phone number")
         form = {"To": message.phone, self._sender_field: self._sender, "Body": message.sms}
-        try:
-            response = await self._client.post(self._url, data=form, auth=self._auth)
-        except httpx.HTTPError as exc:
-            return http_failure(exc)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = {}
-        if not isinstance(answer, dict):
-            answer = {}
-        outcome = status_outcome(response.status_code)
+        answer = await post(self._session, self._url, data=form, auth=self._auth)
+        if isinstance(answer, SendResult):
+            return answer
+        resource = answer.json()
+        if not isinstance(resource, dict):
+            resource = {}
+        outcome = status_outcome(answer.status)
         if outcome is Outcome.DELIVERED:
-            return SendResult(outcome, f"{answer.get('sid', '?')} {answer.get('status', '')}")
-        reason = f"twilio {answer.get('code', response.status_code)}: " + str(
-            answer.get("message") or response.text[:200]
+            return SendResult(outcome, f"{resource.get('sid', '?')} {resource.get('status', '')}")
+        reason = f"twilio {resource.get('code', answer.status)}: " + str(
+            resource.get("message") or answer.text[:200]
         )
         # Wrong credentials or a suspended account are the provider's side, not the
         # message's: retried (and counted by the circuit breaker) so the backup takes over.
-        if response.status_code in (401, 403):
+        if answer.status in (401, 403):
             return SendResult(Outcome.RETRY, reason)
         return SendResult(outcome, reason)
