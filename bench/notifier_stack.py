@@ -145,7 +145,7 @@ async def running_notifier(stack: BenchStack, url: str, tmp: Path) -> AsyncItera
     policy = tmp / "followup.toml"
     policy.write_text("[notifier]\nconcurrency = 1000\nclaim_batch = 500\n", encoding="utf-8")
     settings = NotifierSettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         kafka_bootstrap_servers=stack.bootstrap,
         kafka_topic_prefix=stack.prefix,
         kafka_idempotent_producer=False,

@@ -76,7 +76,6 @@ async def post(
     *,
     data: bytes | Mapping[str, str],
     headers: Mapping[str, str] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
 ) -> HttpAnswer | SendResult:
     """One POST; no answer at all (refused, reset, timed out) is always worth another try.
 
@@ -84,7 +83,7 @@ async def post(
     spends most of its time checking idle connections (70 requests/s with 64 connections
     against 2,000+ for aiohttp on the same machine; see the README's benchmarks)."""
     try:
-        async with session.post(url, data=data, headers=headers, auth=auth) as response:
+        async with session.post(url, data=data, headers=headers) as response:
             return HttpAnswer(response.status, await response.read())
     except (aiohttp.ClientError, TimeoutError) as exc:
         return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}"[:300])

@@ -7,6 +7,8 @@ the Message resource (``sid``, ``status``); an error is JSON ``{code, message, m
 status}`` with the HTTP status.
 """
 
+import base64
+
 import aiohttp
 
 from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post, status_outcome
@@ -29,7 +31,8 @@ class TwilioSms:
     ) -> None:
         self.name = name
         self._url = f"{api_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._authorization = f"Basic {credentials}"
         self._sender_field = "MessagingServiceSid" if sender.startswith("MG") else "From"
         self._sender = sender
         self._session = session
@@ -38,7 +41,9 @@ class TwilioSms:
         if not message.phone:
             return SendResult(Outcome.PERMANENT, "no phone number")
         form = {"To": message.phone, self._sender_field: self._sender, "Body": message.sms}
-        answer = await post(self._session, self._url, data=form, auth=self._auth)
+        answer = await post(
+            self._session, self._url, data=form, headers={"Authorization": self._authorization}
+        )
         if isinstance(answer, SendResult):
             return answer
         resource = answer.json()
