@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import unquote, urlsplit
 
+from followup.pii import scrub
 from services.notifier.channels import Outcome, OutgoingMessage, SendResult
 
 _TIMEOUT_S = 10.0
@@ -95,4 +96,5 @@ class SmtpEmail:
 def _reply(code: int, reason: bytes | str) -> SendResult:
     text = reason.decode(errors="replace") if isinstance(reason, bytes) else reason
     outcome = Outcome.PERMANENT if 500 <= code < 600 else Outcome.RETRY
-    return SendResult(outcome, f"smtp {code}: {text}"[:300])
+    # Servers quote the address they refuse; the reason is published, the address is not.
+    return SendResult(outcome, f"smtp {code}: {scrub(text)}"[:300])

@@ -11,6 +11,7 @@ import base64
 
 import aiohttp
 
+from followup.pii import scrub
 from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post, status_outcome
 
 API_VERSION = "2010-04-01"
@@ -52,8 +53,10 @@ class TwilioSms:
         outcome = status_outcome(answer.status)
         if outcome is Outcome.DELIVERED:
             return SendResult(outcome, f"{resource.get('sid', '?')} {resource.get('status', '')}")
-        reason = f"twilio {resource.get('code', answer.status)}: " + str(
-            resource.get("message") or answer.text[:200]
+        # Twilio's message names the number; the reason is kept and published, the number
+        # is not (it stays with the recipient's record).
+        reason = f"twilio {resource.get('code', answer.status)}: " + scrub(
+            str(resource.get("message") or answer.text[:200])
         )
         # Wrong credentials or a suspended account are the provider's side, not the
         # message's: retried (and counted by the circuit breaker) so the backup takes over.

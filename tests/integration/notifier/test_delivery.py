@@ -129,7 +129,7 @@ async def test_retries_back_off_and_end_after_max_attempts_refusals_fail_at_once
         refused = await n.until_status("confirm:O-12", "failed")
         assert refused["attempts"] == 1
         assert refused["reason"] == (
-            "sms/twilio: twilio 21211: The 'To' number +8613900000012 is not a valid phone number."
+            "sms/twilio: twilio 21211: The 'To' number 139****0012 is not a valid phone number."
         )
 
         statuses = await n.statuses(expected=3)
