@@ -153,7 +153,6 @@ async def running_notifier(stack: BenchStack, url: str, tmp: Path) -> AsyncItera
         kafka_heartbeat_interval_ms=300,
         database_url=stack.dsn,
         database_pool_size=8,
-        outbox_batch_size=50,
         followup_policy_file=policy,
         notifier_webhook_url=url,
         notifier_webhook_secret=SecretStr(SECRET),

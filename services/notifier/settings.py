@@ -38,6 +38,9 @@ class NotifierSettings(RuntimeSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     http_port: int = Field(default=8004, ge=0, le=65535)
+    # Every message ends in a status event through the outbox; smaller relay batches keep
+    # each one from holding the event loop long, which the delivery latency would feel.
+    outbox_batch_size: int = Field(default=100, ge=1)
     notifier_webhook_url: str | None = Field(
         default=None, description="The shop gateway's endpoint for the webhook channel."
     )

@@ -335,20 +335,12 @@ async def customer_facts(
     since: datetime,
     excluding: Sequence[uuid.UUID],
 ) -> tuple[dict[str, Recipient], dict[str, set[tuple[str, str]]], dict[str, list[datetime]]]:
-    """Contact data, opt-outs and budget-counted contacts since ``since`` of these customers,
-    after locking them so no other worker decides about the same customer meanwhile."""
+    """Contact data, opt-outs and budget-counted contacts since ``since`` of these customers;
+    run it after ``claim_due`` in the same transaction, which locked their budgets."""
     ordered = sorted(set(customers))
     if not ordered:
         return {}, {}, {}
-    # Transaction-scoped advisory locks, taken in one sorted order by every worker: two
-    # batches with the same customer serialise here instead of both spending one slot.
-    await conn.execute(
-        "SELECT count(pg_advisory_xact_lock(hashtext('notifier-budget:' || c))) "
-        "FROM (SELECT c FROM unnest($1::text[]) c ORDER BY c) s",
-        ordered,
-    )
-    # One round trip for all three, after the locks (a new statement sees what the previous
-    # holder of a lock committed).
+    # One round trip for all three, after claim_due() locked these customers.
     rows = await conn.fetch(
         """
         SELECT c AS customer_id, r.customer_id IS NOT NULL AS known, r.name, r.locale,
@@ -398,7 +390,13 @@ async def reclaim_expired_leases(conn: Connection, now: datetime) -> int:
 async def claim_due(
     conn: Connection, now: datetime, limit: int, lease_until: datetime
 ) -> list[Delivery]:
-    """Take due messages (and holds that ran out)."""
+    """Take due messages (and holds that ran out), and lock their customers' budgets.
+
+    The budget locks are transaction-scoped advisory locks, taken by every worker in the
+    order of the lock keys: two batches with the same customer serialise here instead of
+    both spending its last slot, and can never deadlock. ``customer_facts`` must read the
+    contacts in a later statement, whose snapshot sees what the previous holder committed.
+    """
     rows = await conn.fetch(
         f"""
         WITH due AS (
@@ -407,10 +405,17 @@ async def claim_due(
             ORDER BY next_attempt_at
             LIMIT $2
             FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+            UPDATE deliveries d SET status = 'sending', lease_until = $3
+            FROM due WHERE d.message_id = due.message_id
+            RETURNING {_D_COLUMNS.replace("d.status", "due.status AS status")}
+        ), locked AS (
+            SELECT count(pg_advisory_xact_lock(k)) AS n FROM (
+                SELECT DISTINCT hashtext('notifier-budget:' || customer_id) AS k FROM claimed
+                WHERE customer_id IS NOT NULL AND kind <> 'ops_escalation' ORDER BY k
+            ) keys
         )
-        UPDATE deliveries d SET status = 'sending', lease_until = $3
-        FROM due WHERE d.message_id = due.message_id
-        RETURNING {_D_COLUMNS.replace("d.status", "due.status")}
+        SELECT claimed.* FROM claimed, locked
         """,
         now,
         limit,
