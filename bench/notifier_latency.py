@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import uvloop
 
 from bench.environment import bench_stack, machine, report
 from bench.notifier_stack import command, count_where, gateway, now, running_notifier, wait_until
@@ -83,4 +84,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=30)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.rate, arguments.seconds))
+    # The event loop `followup run` uses: uvicorn picks uvloop when it is installed.
+    uvloop.run(main(arguments.rate, arguments.seconds))

@@ -11,13 +11,13 @@ any back.
 """
 
 import argparse
-import asyncio
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import uvloop
 
 from bench.environment import bench_stack, machine, report
 from bench.notifier_stack import (
@@ -83,4 +83,5 @@ async def main(messages: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().messages))
+    # The event loop `followup run` uses: uvicorn picks uvloop when it is installed.
+    uvloop.run(main(parser.parse_args().messages))
