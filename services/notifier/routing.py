@@ -7,7 +7,7 @@ and if nothing delivered the message is tried again later.
 """
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -61,9 +61,6 @@ class ChannelRouter:
     @property
     def configured(self) -> frozenset[str]:
         return frozenset(self._providers)
-
-    def providers(self) -> Mapping[str, Sequence[Provider]]:
-        return self._providers
 
     def breaker_states(self) -> dict[tuple[str, str], BreakerState]:
         now = self._clock.now()

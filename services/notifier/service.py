@@ -95,7 +95,7 @@ class SendRecord:
     """What one send produced, waiting to be written with the rest of its batch."""
 
     delivery: Delivery
-    outcome: store.Outcome
+    outcome: store.Result
     attempts: list[Attempt] = field(default_factory=list)
     events: list[DeliveryEvent] = field(default_factory=list)
     finished: Finished | None = None
@@ -432,7 +432,7 @@ class NotifierService:
         ]
         await store.finish(
             conn,
-            [store.Outcome(f.delivery.message_id, f.status.value, f.reason) for f in finished],
+            [store.Result(f.delivery.message_id, f.status.value, f.reason) for f in finished],
             now,
         )
         merged = await store.merge_superseded(
@@ -464,7 +464,7 @@ class NotifierService:
             reason = f"template: {exc}"
             return SendRecord(
                 delivery,
-                store.Outcome(delivery.message_id, "failed", reason),
+                store.Result(delivery.message_id, "failed", reason),
                 finished=Finished(
                     delivery, DeliveryStatus.FAILED, reason, attempts=delivery.attempts
                 ),
@@ -498,7 +498,7 @@ class NotifierService:
             )
             return SendRecord(
                 delivery,
-                store.Outcome(delivery.message_id, "suppressed", "dry_run"),
+                store.Result(delivery.message_id, "suppressed", "dry_run"),
                 finished=Finished(
                     delivery, DeliveryStatus.SUPPRESSED, "dry_run", attempts=delivery.attempts
                 ),
@@ -532,8 +532,8 @@ class NotifierService:
         now = self._clock.now()
         made = delivery.attempts + (1 if attempts else 0)
 
-        def outcome(status: str, reason: str | None, at: datetime | None = None) -> store.Outcome:
-            return store.Outcome(
+        def outcome(status: str, reason: str | None, at: datetime | None = None) -> store.Result:
+            return store.Result(
                 delivery.message_id,
                 status,
                 reason,

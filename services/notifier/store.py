@@ -103,7 +103,7 @@ class DeliveryEvent:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Result:
     """The end (or the next try) of one message, written with others in one statement."""
 
     message_id: uuid.UUID
@@ -495,7 +495,7 @@ async def merge_superseded(
     return merged
 
 
-async def finish(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+async def finish(conn: Connection, outcomes: Sequence[Result], now: datetime) -> None:
     """Write the results of a batch of messages; a message that did not go out gives its
     budget slot back."""
     if not outcomes:
