@@ -5,15 +5,20 @@ Run with ``followup run notifier`` or
 """
 
 import asyncio
+import hmac
+import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import ASGIApp, Scope
 
 from followup.clock import Clock
 from followup.service_app import ServiceRuntime
 from followup.settings import ConfigError, load_policy, load_settings
-from services.notifier import handlers
+from services.notifier import handlers, store
 from services.notifier.channels import Provider
 from services.notifier.channels.chatbots import DingTalkBot, FeishuBot, SlackBot, WeComBot
 from services.notifier.channels.email import SmtpEmail
@@ -165,4 +170,47 @@ def create_app(
             await service.run_worker(stop, router)
 
     runtime.add_loop("deliveries", deliveries)
-    return runtime.app()
+    routes = []
+    if settings.notifier_api_token is not None:
+        routes.append(preferences_route(settings.notifier_api_token.get_secret_value(), runtime))
+    return runtime.app(routes)
+
+
+def preferences_route(token: str, runtime: ServiceRuntime) -> tuple[str, ASGIApp]:
+    """``GET /preferences?customer_id=C-1`` with ``Authorization: Bearer <token>``: the
+    customer's opt-outs as JSON, for the platform's settings page."""
+
+    @get(include_in_schema=False)
+    async def preferences(scope: Scope) -> AsgiResponse:
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if not hmac.compare_digest(headers.get("authorization", ""), f"Bearer {token}"):
+            return _json({"error": "a valid bearer token is required"}, 401)
+        query = parse_qs(scope.get("query_string", b"").decode())
+        customer = (query.get("customer_id") or [""])[0]
+        if not customer:
+            return _json({"error": "customer_id is required"}, 400)
+        async with runtime.pool().acquire() as conn:
+            opt_outs = await store.opt_outs_of(conn, customer)
+        return _json(
+            {
+                "customer_id": customer,
+                "opt_outs": [
+                    {
+                        "channel": None if o.channel == "*" else o.channel,
+                        "message_class": None if o.message_class == "*" else o.message_class,
+                        "source": o.source,
+                        "at": o.at.isoformat(),
+                    }
+                    for o in opt_outs
+                ],
+            },
+            200,
+        )
+
+    return "/preferences", preferences
+
+
+def _json(body: dict[str, Any], status: int) -> AsgiResponse:
+    return AsgiResponse(
+        json.dumps(body, ensure_ascii=False).encode(), status, {"content-type": "application/json"}
+    )

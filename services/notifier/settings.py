@@ -93,6 +93,11 @@ class NotifierSettings(RuntimeSettings):
         default=None, description="From address of e-mails, e.g. 'Shop <service@shop.example>'."
     )
 
+    notifier_api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for GET /preferences (the platform reads a customer's "
+        "opt-outs); the endpoint exists only when it is set.",
+    )
     notifier_dingtalk_url: str | None = Field(
         default=None, description="DingTalk group robot webhook (…/robot/send?access_token=…)."
     )
@@ -148,6 +153,8 @@ class NotifierSettings(RuntimeSettings):
             self.notifier_email_from
         ):
             raise ValueError("NOTIFIER_SMTP_URL is set: set NOTIFIER_EMAIL_FROM too")
+        if self.notifier_api_token is not None:
+            _check_secret("NOTIFIER_API_TOKEN", self.notifier_api_token, needed_by="it")
         if self.notifier_dingtalk_url and self.notifier_dingtalk_secret is None:
             raise ValueError(
                 "NOTIFIER_DINGTALK_SECRET is required with NOTIFIER_DINGTALK_URL: turn on "

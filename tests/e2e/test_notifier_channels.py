@@ -21,6 +21,8 @@ from tests.integration.notifier.servers import HttpServer, SlackStandIn, SmtpSer
 
 pytestmark = pytest.mark.e2e
 
+API_TOKEN = "api-token-0123456789abcdef"
+
 POLICY = """
 [notifier]
 retry_base = "1s"
@@ -83,6 +85,7 @@ async def notifier_process(
         "NOTIFIER_SMTP_URL": smtp_url,
         "NOTIFIER_EMAIL_FROM": "service@shop.example",
         "NOTIFIER_SLACK_URL": f"{slack_url}/services/T/B/X",
+        "NOTIFIER_API_TOKEN": API_TOKEN,
     }
     process = ServiceProcess("notifier", env)
     try:
@@ -177,8 +180,25 @@ async def test_the_notifier_process_delivers_on_every_channel_and_stops_cleanly(
         "sms",
         "webhook",
     ]
-    async with httpx.AsyncClient() as client:
-        metrics = (await client.get(f"http://127.0.0.1:{process.port}/metrics")).text
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{process.port}") as client:
+        metrics = (await client.get("/metrics")).text
+        # The platform reads the opt-out back over HTTP, with its token only.
+        refused = await client.get("/preferences", params={"customer_id": "C-N1"})
+        assert refused.status_code == 401
+        answer = await client.get(
+            "/preferences",
+            params={"customer_id": "C-N1"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        assert answer.status_code == 200
+        assert answer.json()["opt_outs"] == [
+            {
+                "channel": "email",
+                "message_class": None,
+                "source": "app",
+                "at": answer.json()["opt_outs"][0]["at"],
+            }
+        ]
     sent = [
         line for line in metrics.splitlines() if line.startswith("followup_notifications_total")
     ]
