@@ -21,6 +21,10 @@ ANY = "*"
 
 ADDRESS_NEEDED = {"sms": "phone", "email": "email"}
 
+HELD_RECHECK = timedelta(minutes=1)
+"""How often a held message looks again for its order: an order.created that commits while
+the command's own batch does is seen by neither transaction."""
+
 _PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
 
 
@@ -45,12 +49,14 @@ class DueMessage:
     customer_id: str | None
     order_id: str | None
     held: bool
-    """Still waiting for its order to be known when its hold ran out."""
+    """Still waiting for its order to be known."""
     locale: str | None
     timezone: str | None
     expires_at: datetime | None
     accepted_at: datetime
     dead_channels: frozenset[str] = frozenset()
+    hold_ends_at: datetime | None = None
+    """For a held message: when it stops waiting for its order."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,8 @@ def plan_message(  # noqa: PLR0911 - one return per rule, in the order they appl
     if message.expires_at is not None and now >= message.expires_at:
         return Suppress("expired")
     if message.held:
+        if message.hold_ends_at is not None and now < message.hold_ends_at:
+            return Defer(min(now + HELD_RECHECK, message.hold_ends_at), "waiting_for_order")
         return Suppress(f"recipient_unknown: order {message.order_id} was not seen in time")
     wanted = policy.routes.channels_for(message.kind)
     route = [c for c in wanted if c in configured]

@@ -42,6 +42,7 @@ from services.notifier.channels import Outcome, OutgoingMessage
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.policy import (
     ANY,
+    HELD_RECHECK,
     CustomerState,
     Defer,
     DueMessage,
@@ -144,7 +145,11 @@ class NotifierService:
         now = self._clock.now()
         sends = [(e.data, e.time) for e in events if isinstance(e, SendNotificationCommand)]
         accepted = await store.accept(
-            conn, sends, now, hold_for_recipient=self._policy.hold_for_recipient
+            conn,
+            sends,
+            now,
+            hold_for_recipient=self._policy.hold_for_recipient,
+            recheck=HELD_RECHECK,
         )
         accepted_keys = {d.idempotency_key for d in accepted}
         for command, _ in sends:
@@ -161,7 +166,7 @@ class NotifierService:
                     now,
                     "held",
                     f"waiting for order {d.order_id} to learn the recipient, until "
-                    f"{d.next_attempt_at.isoformat()}",
+                    f"{_hold_end(d, self._policy).isoformat()}",
                 )
                 for d in held
             ],
@@ -232,6 +237,11 @@ class NotifierService:
         )
         now = self._clock.now()
         released = await store.release_held(conn, [e.data.order_id for e in created], now)
+        await self._released(conn, released, now)
+
+    async def _released(
+        self, conn: Connection, released: Sequence[Delivery], now: datetime
+    ) -> None:
         await store.log_events(
             conn,
             [
@@ -358,6 +368,8 @@ class NotifierService:
                 self._next_reclaim = now + self._policy.lease / 4
                 if reclaimed := await store.reclaim_expired_leases(conn, now):
                     log.warning("%d messages of a stopped worker are due again", reclaimed)
+            released = await store.release_resolvable(conn, now)
+            await self._released(conn, released, now)
             claimed = await store.claim_due(conn, now, limit, now + self._policy.lease)
             if not claimed:
                 return []
@@ -373,7 +385,11 @@ class NotifierService:
             }
             by_id = {str(d.message_id): d for d in claimed}
             plans = plan_batch(
-                [_due(d) for d in claimed], states, now, self._policy, router.configured
+                [_due(d, self._policy) for d in claimed],
+                states,
+                now,
+                self._policy,
+                router.configured,
             )
             return await self._apply_plans(conn, now, plans, by_id, states)
 
@@ -398,6 +414,8 @@ class NotifierService:
                     DeliveryEvent(delivery.message_id, now, "skipped_channel", skipped)
                     for skipped in plan.skipped
                 ]
+            elif isinstance(plan, Defer) and plan.reason == "waiting_for_order":
+                deferrals.append((delivery, plan))  # still held: looked at again, quietly
             elif isinstance(plan, Defer):
                 deferrals.append((delivery, plan))
                 events.append(
@@ -652,7 +670,12 @@ class NotifierService:
             self._metrics.circuit_state.labels(channel, provider).set(_CIRCUIT_VALUE[state])
 
 
-def _due(d: Delivery) -> DueMessage:
+def _hold_end(d: Delivery, policy: NotifierPolicy) -> datetime:
+    end = d.accepted_at + policy.hold_for_recipient
+    return min(end, d.expires_at) if d.expires_at is not None else end
+
+
+def _due(d: Delivery, policy: NotifierPolicy) -> DueMessage:
     return DueMessage(
         message_id=str(d.message_id),
         kind=d.kind,
@@ -666,6 +689,7 @@ def _due(d: Delivery) -> DueMessage:
         expires_at=d.expires_at,
         accepted_at=d.accepted_at,
         dead_channels=frozenset(d.dead_channels),
+        hold_ends_at=_hold_end(d, policy) if d.status == "held" else None,
     )
 
 

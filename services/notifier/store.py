@@ -132,6 +132,7 @@ async def accept(
     now: datetime,
     *,
     hold_for_recipient: timedelta,
+    recheck: timedelta,
 ) -> list[Delivery]:
     """Queue commands not seen before; returns only the newly queued ones. A customer message
     without a customer is resolved from its order, or held until order.created says who
@@ -140,7 +141,9 @@ async def accept(
         return []
     unique = {c.idempotency_key: (c, t) for c, t in commands}
     ordered = sorted(unique.values(), key=lambda ct: ct[0].idempotency_key)
-    hold_end = now + hold_for_recipient
+    # Held messages are looked at again every `recheck` (an order.created committed in
+    # parallel with this batch is missed by both sides), at the latest when the hold ends.
+    hold_end = now + min(hold_for_recipient, recheck)
     rows = await conn.fetch(
         f"""
         INSERT INTO deliveries (message_id, idempotency_key, kind, template, customer_id,
@@ -312,6 +315,21 @@ async def record_recipients(
         )
 
 
+async def release_resolvable(conn: Connection, now: datetime) -> list[Delivery]:
+    """Held messages due for a look whose order has become known since."""
+    rows = await conn.fetch(
+        f"""
+        UPDATE deliveries d SET status = 'pending', customer_id = ro.customer_id, reason = NULL,
+            next_attempt_at = greatest(d.not_before, $1::timestamptz)
+        FROM recipient_orders ro
+        WHERE d.status = 'held' AND d.next_attempt_at <= $1 AND d.order_id = ro.order_id
+        RETURNING {_D_COLUMNS}
+        """,
+        now,
+    )
+    return _deliveries(rows)
+
+
 async def release_held(conn: Connection, order_ids: Sequence[str], now: datetime) -> list[Delivery]:
     """Messages that waited for these orders now know their recipient and become due."""
     rows = await conn.fetch(
@@ -441,8 +459,9 @@ async def reserve_contacts(
 async def defer(conn: Connection, deferrals: Sequence[tuple[uuid.UUID, datetime, str]]) -> None:
     if deferrals:
         await conn.execute(
-            "UPDATE deliveries d SET status = 'pending', lease_until = NULL, "
-            "next_attempt_at = x.until, reason = x.reason "
+            "UPDATE deliveries d SET lease_until = NULL, next_attempt_at = x.until, "
+            "reason = x.reason, status = CASE WHEN x.reason = 'waiting_for_order' THEN 'held' "
+            "ELSE 'pending' END "
             "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS x(m, until, reason) "
             "WHERE d.message_id = x.m",
             [m for m, _, _ in deferrals],

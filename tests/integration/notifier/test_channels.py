@@ -155,6 +155,20 @@ async def test_a_message_for_an_unknown_order_waits_for_its_recipient(
         ]
         assert n.providers.twilio.accepted[-1].form()["To"] == "+8613700000002"
 
+        # The order is known but its release was missed (order.created committed while the
+        # command's batch did): the next look, a minute later, finds it.
+        await n.send(
+            "shipment_exception:O-3:race",
+            NotificationKind.SHIPMENT_EXCEPTION,
+            order_id="O-3",
+            variables={"order_id": "O-3"},
+        )
+        await n.until_status("shipment_exception:O-3:race", "held")
+        await n.db.execute("INSERT INTO notifier.recipient_orders VALUES ('O-3', 'C-2', now())")
+        n.clock.advance(timedelta(minutes=1))
+        raced = await n.until_status("shipment_exception:O-3:race", "sent")
+        assert raced["customer_id"] == "C-2"
+
         # An order that never comes: the hold ends and the message is suppressed, with why.
         await n.send(
             "shipment_exception:O-404:1",

@@ -82,6 +82,17 @@ def test_a_hold_that_ran_out_is_suppressed_with_the_order_named() -> None:
     assert plan == Suppress("recipient_unknown: order O-1 was not seen in time")
 
 
+def test_a_held_message_looks_again_every_minute_until_its_hold_ends() -> None:
+    held = message(held=True, customer_id=None, hold_ends_at=NOW + timedelta(hours=2))
+    assert plan_message(held, None, NOW, POLICY, ALL) == Defer(
+        NOW + timedelta(minutes=1), "waiting_for_order"
+    )
+    ending = message(held=True, customer_id=None, hold_ends_at=NOW + timedelta(seconds=20))
+    assert plan_message(ending, None, NOW, POLICY, ALL) == Defer(
+        NOW + timedelta(seconds=20), "waiting_for_order"
+    )
+
+
 def test_a_customer_message_without_customer_is_suppressed() -> None:
     plan = plan_message(message(customer_id=None, order_id=None), None, NOW, POLICY, ALL)
     assert plan == Suppress("recipient_unknown: the command names no customer and no order")
