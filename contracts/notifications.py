@@ -122,6 +122,28 @@ class CancelNotification(Contract):
     )
 
 
+class ContactPreference(Contract):
+    """Command: a customer opts out of (or back in to) a channel, a class of messages, or both.
+
+    Published by the shop platform when the customer changes their notification settings.
+    An opt-in removes exactly the matching opt-out: opting back in to SMS does not undo an
+    opt-out of every channel."""
+
+    customer_id: str = Field(min_length=1, description="The customer.", examples=["C-1"])
+    channel: Literal["webhook", "sms", "email"] | None = Field(
+        default=None, description="The channel; none means every channel."
+    )
+    message_class: MessageClass | None = Field(
+        default=None, description="Marketing or transactional; none means every message."
+    )
+    opted_out: bool = Field(description="True to stop these messages, false to allow them again.")
+    source: str | None = Field(
+        default=None,
+        description="Where the customer said so, kept with the preference.",
+        examples=["app_settings", "sms_reply_TD"],
+    )
+
+
 class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
@@ -161,6 +183,13 @@ class CancelNotificationCommand(CloudEvent):
     data: CancelNotification = Field(description="The message's payload.")
 
 
+class ContactPreferenceCommand(CloudEvent):
+    type: Literal["followup.notification.preference"] = Field(
+        description="Always `followup.notification.preference`."
+    )
+    data: ContactPreference = Field(description="The message's payload.")
+
+
 class NotificationSentEvent(CloudEvent):
     type: Literal["followup.notification.sent"] = Field(
         description="Always `followup.notification.sent`."
@@ -183,7 +212,7 @@ class NotificationSuppressedEvent(CloudEvent):
 
 
 # What each of our topics carries; decoders tell the types apart by `type` (codec.py).
-NotificationCommand = SendNotificationCommand | CancelNotificationCommand
+NotificationCommand = SendNotificationCommand | CancelNotificationCommand | ContactPreferenceCommand
 NotificationStatusEvent = (
     NotificationSentEvent | NotificationFailedEvent | NotificationSuppressedEvent
 )

@@ -19,6 +19,12 @@ config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+templates_app = typer.Typer(no_args_is_help=True, help="Message template commands.")
+preferences_app = typer.Typer(
+    no_args_is_help=True, help="A customer's opt-outs, per channel and per class of message."
+)
+app.add_typer(templates_app, name="templates")
+app.add_typer(preferences_app, name="preferences")
 
 ASYNCAPI_FILE = Path("docs/asyncapi.json")
 ServiceName = Annotated[str, typer.Argument(help="reminder, logistics, aftersales or notifier")]
@@ -226,6 +232,155 @@ def config_check() -> None:
         load_policy(settings.policy_path(), spec.name, spec.policy_class())
     path = load_settings(RuntimeSettings).policy_path()
     print(f"configuration ok (policy: {path or 'built-in defaults'})")
+
+
+@templates_app.command("check")
+def templates_check(
+    directory: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Template directories, highest priority first (default: NOTIFIER_TEMPLATES_DIR "
+            "if set, then the built-in templates)"
+        ),
+    ] = None,
+    show: Annotated[bool, typer.Option(help="Print every rendered sample")] = False,
+) -> None:
+    """Review every template against domain-notes.md §4: banned phrases, an opening apology
+    for delay, exception and stalled-case messages, a concrete next step or time, the SMS
+    length budget, and one template per required locale. Exit code 1 on any problem."""
+    from services.notifier.policy import sms_length
+    from services.notifier.settings import NotifierPolicy, NotifierSettings
+    from services.notifier.template_check import check_templates
+    from services.notifier.templates import BUILTIN_TEMPLATES
+
+    settings = load_settings(NotifierSettings)
+    rules = load_policy(settings.policy_path(), "notifier", NotifierPolicy).templates
+    directories = directory or [
+        d for d in (settings.notifier_templates_dir, BUILTIN_TEMPLATES) if d is not None
+    ]
+    report = check_templates(directories, rules)
+    if show:
+        for template, rendered in report.checked:
+            if rendered is None:
+                continue
+            length = sms_length(rendered.sms)
+            print(f"── {template.locale}/{template.name}  ({template.path})")
+            print(f"   subject: {rendered.subject}")
+            print("\n".join(f"   {line}" for line in rendered.text.splitlines()))
+            print(f"   sms ({length.units} {length.encoding}, {length.segments} segment(s)):")
+            print(f"   {rendered.sms}")
+    for finding in report.findings:
+        print(finding, file=sys.stderr)
+    print(
+        f"{len(report.checked)} templates checked in {', '.join(map(str, directories))}: "
+        f"{len(report.findings) or 'no'} problem{'s' if len(report.findings) != 1 else ''}"
+    )
+    if report.findings:
+        raise typer.Exit(1)
+
+
+_CLASSES = ("marketing", "transactional")
+_CHANNELS = ("webhook", "sms", "email")
+
+
+def _notifier_connection_dsn() -> str:
+    settings = load_settings(RuntimeSettings)
+    dsn: str | None = settings.database_url
+    if not dsn:
+        raise ConfigError("DATABASE_URL not set: point it at the services' PostgreSQL")
+    return dsn
+
+
+async def _with_notifier_schema(dsn: str, work: Any) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "notifier"})
+    try:
+        if not await conn.fetchval("SELECT to_regclass('opt_outs') IS NOT NULL"):
+            raise ConfigError(
+                "the notifier's tables do not exist in this database yet: run "
+                "`followup db migrate notifier` (or start the notifier once)"
+            )
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+def _preference_change(
+    customer: str, channel: str | None, message_class: str | None, *, out: bool
+) -> None:
+    from datetime import UTC, datetime
+
+    from services.notifier import store
+
+    if channel is not None and channel not in _CHANNELS:
+        raise ConfigError(f"--channel must be one of {', '.join(_CHANNELS)} (given {channel!r})")
+    if message_class is not None and message_class not in _CLASSES:
+        raise ConfigError(f"--class must be one of {', '.join(_CLASSES)} (given {message_class!r})")
+    change = store.OptOut(customer, channel or "*", message_class or "*", "cli", datetime.now(UTC))
+
+    async def apply(conn: Any) -> None:
+        async with conn.transaction():
+            await store.set_opt_outs(conn, [(change, out)])
+
+    asyncio.run(_with_notifier_schema(_notifier_connection_dsn(), apply))
+    what = f"{message_class or 'all'} messages on {channel or 'every channel'}"
+    print(f"customer {customer}: {'opted out of' if out else 'opted back in to'} {what}")
+
+
+ChannelOption = Annotated[
+    str | None, typer.Option("--channel", help="webhook, sms or email (default: every channel)")
+]
+ClassOption = Annotated[
+    str | None,
+    typer.Option("--class", help="marketing or transactional (default: every message)"),
+]
+
+
+@preferences_app.command("show")
+def preferences_show(
+    customer: Annotated[str, typer.Argument(help="Customer id")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """The customer's opt-outs, and when and where they were set."""
+    from services.notifier import store
+
+    async def read(conn: Any) -> list[Any]:
+        return await store.opt_outs_of(conn, customer)
+
+    opt_outs = asyncio.run(_with_notifier_schema(_notifier_connection_dsn(), read))
+    if not opt_outs:
+        print(f"customer {customer}: no opt-outs, every channel and class allowed")
+    for o in opt_outs:
+        if as_json:
+            print(json.dumps({**vars(o), "at": o.at.isoformat()}, ensure_ascii=False))
+        else:
+            channel = "every channel" if o.channel == "*" else o.channel
+            klass = "all messages" if o.message_class == "*" else f"{o.message_class} messages"
+            print(
+                f"customer {customer}: opted out of {klass} on {channel} "
+                f"(since {o.at:%Y-%m-%d %H:%M:%S%z}, via {o.source})"
+            )
+
+
+@preferences_app.command("opt-out")
+def preferences_opt_out(
+    customer: Annotated[str, typer.Argument(help="Customer id")],
+    channel: ChannelOption = None,
+    message_class: ClassOption = None,
+) -> None:
+    """Stop messages to a customer: on one channel, of one class, or both."""
+    _preference_change(customer, channel, message_class, out=True)
+
+
+@preferences_app.command("opt-in")
+def preferences_opt_in(
+    customer: Annotated[str, typer.Argument(help="Customer id")],
+    channel: ChannelOption = None,
+    message_class: ClassOption = None,
+) -> None:
+    """Remove exactly this opt-out (an opt-out of every channel stays until removed itself)."""
+    _preference_change(customer, channel, message_class, out=False)
 
 
 def asyncapi_document() -> str:

@@ -1,6 +1,6 @@
 """Which topic feeds which use case; decoding, dead-lettering and commits are the runtime's."""
 
-from contracts.codec import NOTIFICATION_COMMANDS, NOTIFICATION_STATUSES
+from contracts.codec import NOTIFICATION_COMMANDS, NOTIFICATION_STATUSES, ORDER_EVENTS
 from contracts.topics import Topic
 from followup.service_app import ServiceRuntime
 from services.notifier.service import NotifierService
@@ -11,8 +11,15 @@ def register(runtime: ServiceRuntime, service: NotifierService) -> None:
         Topic.NOTIFICATIONS,
         NOTIFICATION_COMMANDS,
         service.on_commands,
-        description="Queues messages to send (at most once per idempotency key) and "
-        "cancellations of messages not yet sent.",
+        description="Queues messages to send (at most once per idempotency key), "
+        "cancellations of messages not yet sent, and customers' opt-outs and opt-ins.",
+    )
+    runtime.consume(
+        Topic.ORDERS,
+        ORDER_EVENTS,
+        service.on_order_events,
+        description="Learns each customer's contact data and which customer placed which "
+        "order, so commands that name only the order reach the right person.",
     )
     runtime.wake_on_insert("deliveries", service.wake)
     runtime.publishes(

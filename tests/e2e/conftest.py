@@ -33,6 +33,12 @@ before_deadline = "2h"
 [notifier]
 retry_base = "1s"
 retry_max = "2s"
+
+# These tests run on the wall clock: reminders are marketing messages, which the notifier
+# holds back during the customer's night, so quiet hours are off here.
+[notifier.quiet_hours]
+start = "00:00"
+end = "00:00"
 """
 
 

@@ -4,9 +4,9 @@ import hashlib
 import hmac
 import json
 
-import httpx
+import aiohttp
 
-from services.notifier.channels import Outcome, OutgoingMessage, SendResult
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post
 
 
 def webhook_body(message: OutgoingMessage) -> bytes:
@@ -31,32 +31,33 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class WebhookChannel:
-    name = "webhook"
+class WebhookProvider:
+    channel = "webhook"
 
-    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, url: str, secret: str, session: aiohttp.ClientSession, *, name: str = "gateway"
+    ) -> None:
+        self.name = name
         self._url = url
         self._secret = secret.encode()
-        self._client = client
+        self._session = session
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         body = webhook_body(message)
-        try:
-            response = await self._client.post(
-                self._url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": message.idempotency_key,
-                    "X-Signature": signature(self._secret, body),
-                },
-            )
-        except httpx.HTTPError as exc:
-            return SendResult(Outcome.RETRY, self.name, f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            return SendResult(Outcome.DELIVERED, self.name, str(response.status_code))
+        answer = await post(
+            self._session,
+            self._url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": message.idempotency_key,
+                "X-Signature": signature(self._secret, body),
+            },
+        )
+        if isinstance(answer, SendResult):
+            return answer
+        if 200 <= answer.status < 300:
+            return SendResult(Outcome.DELIVERED, f"HTTP {answer.status}")
         # The contract: any other answer means "try again later", 4xx included; the same
         # Idempotency-Key lets the gateway drop repeats.
-        return SendResult(
-            Outcome.RETRY, self.name, f"HTTP {response.status_code}: {response.text[:200]}"
-        )
+        return SendResult(Outcome.RETRY, f"HTTP {answer.status}: {answer.text[:200]}")

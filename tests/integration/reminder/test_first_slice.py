@@ -210,15 +210,32 @@ async def test_history_shows_every_decision_for_the_order(
         lambda: _async(len(s.receiver.accepted)), lambda n: n == 1, what="the reminder"
     )
 
+    await eventually(
+        lambda: s.db.fetchval("SELECT status FROM notifier.deliveries WHERE order_id = 'O-5'"),
+        lambda status: status == "sent",
+        what="the delivery recorded",
+    )
+
     runner = CliRunner()
     result = await asyncio.to_thread(
         runner.invoke, cli.app, ["history", "--order", "O-5"], env={"DATABASE_URL": database}
     )
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = [line for line in result.output.splitlines() if "  reminder   " in line]
     assert len(lines) == 4
     for tier, line in enumerate(lines[:3], start=1):
         assert f"reminder   O-5        reminder tier {tier} scheduled  (tier_planned, due " in line
     assert (
         "reminder tier 1 sent  (tier_due, due 2026-11-22T02:15:00+00:00, segment new)" in lines[3]
     )
+    # The notifier's part of the story: queued, the gateway call, delivered.
+    delivered = [
+        line.split("O-5", 1)[1].strip()
+        for line in result.output.splitlines()
+        if "  notifier   " in line
+    ]
+    assert [line.split("  (")[0] for line in delivered] == [
+        "unpaid_reminder queued",
+        "unpaid_reminder attempt 1 via webhook/gateway: delivered",
+        "unpaid_reminder sent via webhook/gateway",
+    ]
