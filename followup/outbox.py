@@ -2,13 +2,15 @@
 
 import asyncio
 import logging
-import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
-from faststream.kafka.publisher import DefaultPublisher
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from contracts.codec import encode, envelope
 from contracts.envelope import CloudEvent
@@ -45,20 +47,20 @@ def outbox_event(topic: str, key: str | None, event: CloudEvent) -> OutboxMessag
     )
 
 
-# Commands get ids derived from their idempotency key, so a command produced twice (a timer
-# re-fired after a crash) is recognised as one event by the notifier's inbox as well.
-_COMMAND_IDS = uuid.UUID("6f1c2a8e-3d4b-4f0a-9a51-0c7e2b9d4e11")
-
-
 def notification_command(
     command: SendNotification | CancelNotification, *, source: str, time: datetime
 ) -> OutboxMessage:
     """A command to the notifier, keyed by customer so one customer's messages stay in order."""
     event: CloudEvent
     if isinstance(command, SendNotification):
-        event_id = str(uuid.uuid5(_COMMAND_IDS, command.idempotency_key))
+        # The idempotency key is the event id: a command produced twice (a timer re-fired
+        # after a crash) is one event for the notifier's inbox as well.
         event = envelope(
-            SendNotificationCommand, command, source=source, time=time, event_id=event_id
+            SendNotificationCommand,
+            command,
+            source=source,
+            time=time,
+            event_id=command.idempotency_key,
         )
     else:
         event = envelope(CancelNotificationCommand, command, source=source, time=time)
@@ -86,6 +88,12 @@ class OutboxRelay:
     One replica relays at a time (advisory lock), so messages with the same key leave in the
     order they were written. A crash between publish and delete publishes again: consumers
     deduplicate by event id and idempotency key.
+
+    It has a producer of its own, filling one record batch per partition: going through
+    FastStream's publisher per message (its middlewares, metrics and command objects) cost
+    ten times as much and made relaying, not deciding, the limit of a busy service
+    (bench/: 154 against 14 us per message). ``followup_outbox_published_total`` counts
+    what it sends.
     """
 
     def __init__(
@@ -93,17 +101,20 @@ class OutboxRelay:
         *,
         schema: str,
         pool: Callable[[], asyncpg.Pool],
-        publishers: Mapping[str, DefaultPublisher],
+        producer: Callable[[], AIOKafkaProducer],
+        topics: Mapping[str, str],
         metrics: RuntimeMetrics,
         batch_size: int,
         poll_interval_s: float,
     ) -> None:
         self._schema = schema
         self._pool = pool
-        self._publishers = publishers
+        self._producer = producer
+        self._topics = topics
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._partitioner = DefaultPartitioner()
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -127,9 +138,9 @@ class OutboxRelay:
                 self._wakeup.clear()
                 await wait_for_any(stop, self._poll_interval_s, self._wakeup)
 
-    def _publisher(self, topic: str) -> DefaultPublisher:
+    def _topic(self, topic: str) -> str:
         try:
-            return self._publishers[topic]
+            return self._topics[topic]
         except KeyError:
             raise LookupError(
                 f"outbox row for topic {topic!r}, which this service does not declare it "
@@ -151,17 +162,37 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            pending = [
-                await self._publisher(row["topic"]).publish(
-                    row["value"], key=row["key"], headers=row["headers"], no_confirm=True
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*pending)
+            await self._send(rows)
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
-            for row in rows:
-                self._metrics.outbox_published.labels(row["topic"]).inc()
-                self._metrics.outbox_lag.observe(float(row["age_s"]))
-            return len(rows)
+        topics = Counter(row["topic"] for row in rows)
+        for topic, count in topics.items():
+            self._metrics.outbox_published.labels(topic).inc(count)
+        for row in rows:
+            self._metrics.outbox_lag.observe(float(row["age_s"]))
+        return len(rows)
+
+    async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
+        """One record batch per partition, rows appended in outbox order; a full batch is
+        sent and a new one started. Same key, same partition, same order: as ``send``."""
+        open_batches: dict[tuple[str, int], BatchBuilder] = {}
+        sent = []
+        for row in rows:
+            topic = self._topic(row["topic"])
+            partitions = sorted(await self._producer().partitions_for(topic))
+            partition = self._partitioner(row["key"], partitions, partitions)
+            headers = [(name, value.encode()) for name, value in row["headers"].items()]
+            batch = open_batches.get((topic, partition))
+            if batch is None:
+                batch = open_batches[(topic, partition)] = self._producer().create_batch()
+            if (
+                batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
+                is None
+            ):
+                sent.append(await self._producer().send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = self._producer().create_batch()
+                batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
+        for (topic, partition), batch in open_batches.items():
+            sent.append(await self._producer().send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
 from faststream.kafka import KafkaMessage
-from faststream.kafka.publisher import DefaultPublisher
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import SkipValidation
@@ -86,14 +85,15 @@ class ServiceRuntime:
         self.schema = name
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        bootstrap, self._dsn = settings.require_connections()
+        self._bootstrap, self._dsn = settings.require_connections()
         self.registry = CollectorRegistry()
         self.metrics = RuntimeMetrics(self.registry)
         self.topics = TopicNames(settings.kafka_topic_prefix)
-        self.broker = create_broker(name, settings, bootstrap, self.registry)
+        self.broker = create_broker(name, settings, self._bootstrap, self.registry)
         self._migrations = service_migrations(self.schema, service_dir)
         self._pool: asyncpg.Pool | None = None
-        self._publishers: dict[str, DefaultPublisher] = {}
+        self._outbox_topics: dict[str, str] = {}
+        self._producer: AIOKafkaProducer | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
         self._loops: dict[str, Loop] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,11 +108,13 @@ class ServiceRuntime:
             batch_size=settings.timer_batch_size,
             poll_interval_s=settings.timer_poll_interval_s,
             max_attempts=settings.timer_max_attempts,
+            workers=settings.timer_workers,
         )
         self.outbox = OutboxRelay(
             schema=self.schema,
             pool=self.pool,
-            publishers=self._publishers,
+            producer=self.producer,
+            topics=self._outbox_topics,
             metrics=self.metrics,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.timer_poll_interval_s,
@@ -121,6 +123,11 @@ class ServiceRuntime:
         self.wake_on_insert("timers", self.timers.wake)
 
     # --- wiring used by the services' create_app / handlers ---------------------------------
+
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{self.name}: outbox producer used before start-up")
+        return self._producer
 
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -194,8 +201,10 @@ class ServiceRuntime:
             )(handler)
 
     def publishes(self, topic: Topic, *, schema: Any, description: str) -> None:
-        """Declare a topic this service writes through its outbox (and documents it)."""
-        self._publishers[topic.value] = self.broker.publisher(
+        """Declare a topic this service writes through its outbox. The FastStream publisher
+        documents it in the AsyncAPI document; the outbox relay sends with its own producer."""
+        self._outbox_topics[topic.value] = self.topics(topic)
+        self.broker.publisher(
             self.topics(topic),
             title=f"{self.name}:{topic.value}",
             description=description,
@@ -230,6 +239,14 @@ class ServiceRuntime:
 
     async def start_loops(self) -> None:
         self._stop.clear()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=f"followup-{self.name}-outbox",
+            acks="all",
+            enable_idempotence=self.settings.kafka_idempotent_producer,
+            linger_ms=2,
+        )
+        await self._producer.start()
         loops: dict[str, Loop] = {"outbox": self.outbox.run, "stats": self._stats, **self._loops}
         if self._timer_handlers:
             loops["timers"] = self.timers.run
@@ -251,6 +268,9 @@ class ServiceRuntime:
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def stop_database(self) -> None:
         if self._pool is not None:

@@ -70,6 +70,11 @@ class RuntimeSettings(BaseSettings):
         default=0.5, gt=0, description="Longest a due timer waits when a wake-up is missed."
     )
     timer_batch_size: int = Field(default=500, ge=1)
+    timer_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Timer batches claimed and handled side by side in one process.",
+    )
     timer_max_attempts: int = Field(
         default=10, ge=1, description="Failures before a timer is parked for a person to inspect."
     )

@@ -363,7 +363,7 @@ class ReminderService:
         tally = Tally()
         now = self._clock.now()
         orders = await store.lock_orders_and_open_siblings(conn, [t.subject for t in timers])
-        reminded_customers = await store.lock_customers(
+        reminded_customers = await store.last_reminded(
             conn, [o.customer_id for o in orders.values() if o.customer_id]
         )
         reminded_orders = {o.order_id: o.last_reminded_at for o in orders.values()}

@@ -83,8 +83,8 @@ def _order(record: asyncpg.Record) -> OrderRow:
         **{
             **dict(record),
             "status": OrderStatus(record["status"]),
-            "details": json.loads(details) if details is not None else None,
-            "plan": json.loads(plan) if plan is not None else None,
+            "details": orjson.loads(details) if details is not None else None,
+            "plan": orjson.loads(plan) if plan is not None else None,
         }
     )
 
@@ -259,8 +259,9 @@ async def lock_orders(conn: Connection, order_ids: Sequence[str]) -> dict[str, O
     and then sees the reminder we decided to send (and can cancel it)."""
     rows = await conn.fetch(
         f"SELECT {_ORDER_COLUMNS} FROM orders "
-        "WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE",
-        sorted(set(order_ids)),
+        "WHERE order_id IN (SELECT jsonb_array_elements_text($1::text::jsonb)) "
+        "ORDER BY order_id FOR UPDATE",
+        json.dumps(sorted(set(order_ids))),
     )
     return {r["order_id"]: _order(r) for r in rows}
 
@@ -270,36 +271,38 @@ async def lock_orders_and_open_siblings(
 ) -> dict[str, OrderRow]:
     """Lock these orders and every other unpaid order of their customers, in one sorted pass:
     a reminder lists all of a customer's open orders, and a payment of any of them must wait
-    for it and see it."""
-    customers = await conn.fetch(
-        "SELECT DISTINCT customer_id FROM orders "
-        "WHERE order_id = ANY($1::text[]) AND customer_id IS NOT NULL",
-        list(set(order_ids)),
-    )
+    for it and see it. Two reminders for one customer (different orders, other replicas)
+    queue on the same rows here, so the second reads the customer's last reminder time after
+    the first has committed it: that is what keeps the minimum gap."""
     rows = await conn.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders "
-        "WHERE order_id = ANY($1::text[]) "
-        "   OR (customer_id = ANY($2::text[]) AND status = 'unpaid' AND details IS NOT NULL) "
-        "ORDER BY order_id FOR UPDATE",
-        sorted(set(order_ids)),
-        [r["customer_id"] for r in customers],
+        f"""
+        WITH wanted AS (SELECT jsonb_array_elements_text($1::text::jsonb) AS order_id)
+        SELECT {_ORDER_COLUMNS} FROM orders
+        WHERE order_id IN (
+            SELECT order_id FROM wanted
+            UNION
+            -- One IN over a UNION, not an OR of two: the OR makes PostgreSQL walk the whole
+            -- primary key instead of looking up each order and each customer's orders.
+            SELECT s.order_id FROM orders s
+            WHERE s.status = 'unpaid' AND s.details IS NOT NULL
+              AND s.customer_id IN (
+                  SELECT o.customer_id FROM orders o JOIN wanted USING (order_id)))
+        ORDER BY order_id FOR UPDATE
+        """,
+        json.dumps(sorted(set(order_ids))),
     )
     return {r["order_id"]: _order(r) for r in rows}
 
 
-async def lock_customers(conn: Connection, customer_ids: Sequence[str]) -> dict[str, datetime]:
-    """When each customer was last reminded; their rows stay locked until commit."""
-    ordered = sorted(set(customer_ids))
-    await conn.execute(
-        "INSERT INTO customers (customer_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-        ordered,
-    )
+async def last_reminded(conn: Connection, customer_ids: Sequence[str]) -> dict[str, datetime]:
+    """When each customer was last reminded. Read after their open orders were locked (see
+    ``lock_orders_and_open_siblings``), so no row lock of their own is needed."""
     rows = await conn.fetch(
-        "SELECT customer_id, last_reminded_at FROM customers "
-        "WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE",
-        ordered,
+        "SELECT customer_id, last_reminded_at FROM customers WHERE last_reminded_at IS NOT NULL "
+        "AND customer_id IN (SELECT jsonb_array_elements_text($1::text::jsonb))",
+        json.dumps(sorted(set(customer_ids))),
     )
-    return {r["customer_id"]: r["last_reminded_at"] for r in rows if r["last_reminded_at"]}
+    return {r["customer_id"]: r["last_reminded_at"] for r in rows}
 
 
 async def mark_reminded(
@@ -313,12 +316,11 @@ async def mark_reminded(
         UPDATE orders o SET
             reminded_tier = coalesce(greatest(o.reminded_tier, r.tier), o.reminded_tier, r.tier),
             last_reminded_at = greatest(o.last_reminded_at, r.at), updated_at = now()
-        FROM unnest($1::text[], $2::integer[], $3::timestamptz[]) AS r(order_id, tier, at)
+        FROM (SELECT e->>0 AS order_id, (e->>1)::integer AS tier, (e->>2)::timestamptz AS at
+              FROM jsonb_array_elements($1::text::jsonb) AS e) AS r
         WHERE o.order_id = r.order_id
         """,
-        [r[0] for r in reminded],
-        [r[1] for r in reminded],
-        [r[2] for r in reminded],
+        batch_rows(sorted(reminded, key=lambda r: r[0])),
     )
 
 
@@ -327,40 +329,39 @@ async def mark_customers_reminded(conn: Connection, reminded: Mapping[str, datet
         return
     await conn.execute(
         """
-        UPDATE customers c SET last_reminded_at = greatest(c.last_reminded_at, r.at),
-                               updated_at = now()
-        FROM unnest($1::text[], $2::timestamptz[]) AS r(customer_id, at)
-        WHERE c.customer_id = r.customer_id
+        INSERT INTO customers (customer_id, last_reminded_at)
+        SELECT r->>0, (r->>1)::timestamptz FROM jsonb_array_elements($1::text::jsonb) AS r
+        ON CONFLICT (customer_id) DO UPDATE SET
+            last_reminded_at = greatest(customers.last_reminded_at, EXCLUDED.last_reminded_at),
+            updated_at = now()
         """,
-        list(reminded),
-        list(reminded.values()),
+        batch_rows(sorted(reminded.items())),
     )
 
 
 async def record_messages(conn: Connection, messages: Sequence[ReminderMessage]) -> None:
     if not messages:
         return
-    # The order lists go in as text: an array of arrays would have to be rectangular.
     await conn.execute(
         "INSERT INTO reminder_messages (idempotency_key, customer_id, order_ids, tier, segment, "
         "variant, decided_at, expires_at) "
-        "SELECT k, c, o::text[], t, s, v, d, e FROM unnest($1::text[], $2::text[], $3::text[], "
-        "$4::integer[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[]) "
-        "AS x(k, c, o, t, s, v, d, e) ON CONFLICT DO NOTHING",
-        [m.idempotency_key for m in messages],
-        [m.customer_id for m in messages],
-        ["{" + ",".join(_array_item(o) for o in m.order_ids) + "}" for m in messages],
-        [m.tier for m in messages],
-        [m.segment for m in messages],
-        [m.variant for m in messages],
-        [m.decided_at for m in messages],
-        [m.expires_at for m in messages],
+        "SELECT r->>0, r->>1, ARRAY(SELECT jsonb_array_elements_text(r->2)), (r->>3)::integer, "
+        "r->>4, r->>5, (r->>6)::timestamptz, (r->>7)::timestamptz "
+        "FROM jsonb_array_elements($1::text::jsonb) AS r ON CONFLICT DO NOTHING",
+        batch_rows(
+            (
+                m.idempotency_key,
+                m.customer_id,
+                m.order_ids,
+                m.tier,
+                m.segment,
+                m.variant,
+                m.decided_at,
+                m.expires_at,
+            )
+            for m in messages
+        ),
     )
-
-
-def _array_item(value: str) -> str:
-    """One element of a PostgreSQL array literal, quoted."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 async def messages_to_cancel(
@@ -371,7 +372,8 @@ async def messages_to_cancel(
     rows = await conn.fetch(
         """
         SELECT m.* FROM reminder_messages m
-        WHERE m.order_ids && $1::text[] AND m.expires_at > $2
+        WHERE m.customer_id IN (SELECT customer_id FROM orders WHERE order_id = ANY($1::text[]))
+          AND m.order_ids && $1::text[] AND m.expires_at > $2
           AND NOT EXISTS (
               SELECT 1 FROM orders o
               WHERE o.order_id = ANY(m.order_ids) AND o.status = 'unpaid')

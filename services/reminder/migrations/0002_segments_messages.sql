@@ -14,6 +14,9 @@ ALTER TABLE orders
     -- the source of the tiers still to come when one fires.
     ADD COLUMN IF NOT EXISTS plan              json,
     ADD COLUMN IF NOT EXISTS planned_at        timestamptz;
+-- Room on each page for the updates a reminder makes (last_reminded_at, reminded_tier):
+-- they stay on the page and skip the indexes.
+ALTER TABLE orders SET (fillfactor = 85);
 -- Details are only ever read back whole by the service: `json` keeps the text as written,
 -- which costs far less to store than parsing it into `jsonb` for every new order.
 ALTER TABLE orders ALTER COLUMN details TYPE json USING details::json;
@@ -44,7 +47,9 @@ CREATE TABLE IF NOT EXISTS reminder_messages (
     decided_at      timestamptz NOT NULL,
     expires_at      timestamptz NOT NULL
 );
-CREATE INDEX IF NOT EXISTS reminder_messages_orders ON reminder_messages USING gin (order_ids);
+-- Found by customer when one of their orders is settled (then filtered on order_ids): a
+-- btree written once per message, where a GIN index on order_ids cost a third of firing.
+CREATE INDEX IF NOT EXISTS reminder_messages_customer ON reminder_messages (customer_id);
 
 -- The history of an order: its plan (one line per tier) and every decision after it.
 ALTER TABLE reminder_decisions ADD COLUMN IF NOT EXISTS segment text;
