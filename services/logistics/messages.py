@@ -24,6 +24,9 @@ from services.logistics.policy import (
 )
 from services.logistics.settings import LogisticsPolicy, Severity
 
+# Filled in from the order (``with_items``) when its order.created has been seen.
+NO_ITEMS: dict[str, Any] = {"item_title": None, "item_count": 0}
+
 _PRIORITY = {Severity.RED: Priority.CRITICAL, Severity.YELLOW: Priority.HIGH}
 
 
@@ -76,6 +79,7 @@ def shipment_variables(
     anchor = shipment.anchor
     return {
         "order_id": shipment.order_id,
+        **NO_ITEMS,
         "shipment_id": shipment.shipment_id,
         "carrier": shipment.carrier,
         "tracking_number": shipment.tracking_number,
@@ -207,6 +211,7 @@ def dispatch_variables(
     evidence = problem.evidence if problem else {}
     return {
         "order_id": order.order_id,
+        **NO_ITEMS,
         "paid_at": _iso(order.paid_at),
         "dispatch_due": evidence.get("dispatch_due"),
         "dispatched_at": _iso(order.dispatched_at),
@@ -312,3 +317,12 @@ def ops_escalation(
         source_event_id=source_event_id,
         source_event_time=source_event_time,
     )
+
+
+def with_items(command: SendNotification, items: tuple[str, int] | None) -> SendNotification:
+    """Name what the customer bought, when known (domain-notes §4: the order, the item)."""
+    if items is None or "item_title" not in command.variables:
+        return command
+    title, count = items
+    variables = {**command.variables, "item_title": title, "item_count": count}
+    return command.model_copy(update={"variables": variables})

@@ -208,6 +208,8 @@ def apply_scan(shipment: Shipment, scan: Scan) -> tuple[Shipment, ScanEffect]:
 class Order:
     order_id: str
     shop_id: str | None = None
+    item_title: str | None = None
+    item_count: int | None = None
     paid_at: datetime | None = None
     ended_at: datetime | None = None
     """Cancelled, or closed by the platform: nothing will be dispatched."""

@@ -240,22 +240,23 @@ class LogisticsService:
         endings = [
             _ending(e) for e in events if isinstance(e, OrderCancelledEvent | OrderClosedEvent)
         ]
-        # The shop id only matters for the shop's timezone; without per-shop timezones an
-        # order.created needs no row at all.
-        shops = (
-            {e.data.order_id: e.data.shop_id for e in events if isinstance(e, OrderCreatedEvent)}
-            if self._policy.shop_timezones
-            else {}
-        )
-        if not endings and not shops:
+        # What was bought (so messages can name it) and the shop (for its timezone).
+        created = {e.data.order_id: e.data for e in events if isinstance(e, OrderCreatedEvent)}
+        if not endings and not created:
             return
         now = self._clock.now()
         ended_ids = {order_id for order_id, _, _ in endings}
         shipments = await store.lock_shipments_of_orders(conn, sorted(ended_ids))
-        rows = await store.lock_orders(conn, sorted(ended_ids | set(shops)))
-        for order_id, shop_id in shops.items():
+        rows = await store.lock_orders(conn, sorted(ended_ids | set(created)))
+        for order_id, data in created.items():
             row = rows[order_id]
-            rows[order_id] = replace(row, order=replace(row.order, shop_id=shop_id))
+            order = replace(
+                row.order,
+                shop_id=data.shop_id,
+                item_title=data.items[0].title,
+                item_count=sum(i.quantity for i in data.items),
+            )
+            rows[order_id] = replace(row, order=order)
         for order_id, at, reason in sorted(endings, key=lambda e: e[1]):
             row = rows[order_id]
             if row.order.ended_at is None:
@@ -504,7 +505,9 @@ class LogisticsService:
         await schedule_timers(conn, out.schedule)
         for kind, keys in out.unschedule.items():
             await cancel_timers(conn, kind, keys)
-        commands: list[SendNotification | CancelNotification] = [*out.commands, *out.cancels]
+        items = await store.items_of(conn, [c.order_id for c in out.commands if c.order_id])
+        sends = [messages.with_items(c, items.get(c.order_id or "")) for c in out.commands]
+        commands: list[SendNotification | CancelNotification] = [*sends, *out.cancels]
         await add_to_outbox(
             conn, [notification_command(c, source=SOURCE, time=now) for c in commands]
         )

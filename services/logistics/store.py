@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from contracts.shop import TrackingStatus
-from followup.db import Connection
+from followup.db import Connection, json_arg
 from services.logistics.policy import Episode, Order, Rule, Shipment
 from services.logistics.settings import Severity
 
@@ -182,7 +182,7 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
             dispatched_at = u.dispatched_at, promised_delivery = u.promised_delivery,
             revised_delivery = u.revised_delivery, revised_at = u.revised_at,
             last_scan_at = u.last_scan_at, last_status = u.last_status,
-            last_location = u.last_location, failed_attempts = u.failed_attempts,
+            last_location = u.last_location, failed_attempts = u.failed_attempts::jsonb,
             delivered_at = u.delivered_at, returned_at = u.returned_at,
             pickup_notified = u.pickup_notified, order_ended_at = u.order_ended_at,
             last_progress_at = u.last_progress_at, source_event_id = u.source_event_id,
@@ -190,7 +190,7 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
             check_at = u.check_at, updated_at = now()
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                    $11::timestamptz[], $12::text[], $13::text[], $14::jsonb[],
+                    $11::timestamptz[], $12::text[], $13::text[], $14::text[],
                     $15::timestamptz[], $16::timestamptz[], $17::boolean[], $18::timestamptz[],
                     $19::timestamptz[], $20::text[], $21::timestamptz[], $22::jsonb[],
                     $23::timestamptz[])
@@ -214,7 +214,8 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
         [x.last_scan_at for x in s],
         [x.last_status.value if x.last_status else None for x in s],
         [x.last_location for x in s],
-        [[t.isoformat() for t in x.failed_attempts] for x in s],
+        # Text, not jsonb[]: asyncpg would read a list of lists as a 2-D array.
+        [json_arg([t.isoformat() for t in x.failed_attempts]) for x in s],
         [x.delivered_at for x in s],
         [x.returned_at for x in s],
         [x.pickup_notified for x in s],
@@ -230,8 +231,8 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
 # --- orders -------------------------------------------------------------------------------
 
 _ORDER_COLUMNS = (
-    "order_id, shop_id, paid_at, ended_at, ended_reason, dispatched_at, source_event_id, "
-    "source_event_time, episode, check_at"
+    "order_id, shop_id, item_title, item_count, paid_at, ended_at, ended_reason, "
+    "dispatched_at, source_event_id, source_event_time, episode, check_at"
 )
 
 
@@ -239,6 +240,8 @@ def _order_row(r: asyncpg.Record) -> OrderRow:
     order = Order(
         order_id=r["order_id"],
         shop_id=r["shop_id"],
+        item_title=r["item_title"],
+        item_count=r["item_count"],
         paid_at=r["paid_at"],
         ended_at=r["ended_at"],
         ended_reason=r["ended_reason"],
@@ -272,19 +275,22 @@ async def save_orders(conn: Connection, rows: Sequence[OrderRow]) -> None:
     await conn.execute(
         """
         UPDATE orders AS t SET
-            shop_id = u.shop_id, paid_at = u.paid_at, ended_at = u.ended_at,
+            shop_id = u.shop_id, item_title = u.item_title, item_count = u.item_count,
+            paid_at = u.paid_at, ended_at = u.ended_at,
             ended_reason = u.ended_reason, dispatched_at = u.dispatched_at,
             source_event_id = u.source_event_id, source_event_time = u.source_event_time,
             episode = u.episode, check_at = u.check_at, updated_at = now()
-        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[],
-                    $6::timestamptz[], $7::text[], $8::timestamptz[], $9::jsonb[],
-                    $10::timestamptz[])
-            AS u(order_id, shop_id, paid_at, ended_at, ended_reason, dispatched_at,
-                 source_event_id, source_event_time, episode, check_at)
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+                    $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[],
+                    $10::timestamptz[], $11::jsonb[], $12::timestamptz[])
+            AS u(order_id, shop_id, item_title, item_count, paid_at, ended_at, ended_reason,
+                 dispatched_at, source_event_id, source_event_time, episode, check_at)
         WHERE t.order_id = u.order_id
         """,
         [x.order_id for x in o],
         [x.shop_id for x in o],
+        [x.item_title for x in o],
+        [x.item_count for x in o],
         [x.paid_at for x in o],
         [x.ended_at for x in o],
         [x.ended_reason for x in o],
@@ -294,6 +300,16 @@ async def save_orders(conn: Connection, rows: Sequence[OrderRow]) -> None:
         [episode_to_json(r.episode) for r in rows],
         [r.check_at for r in rows],
     )
+
+
+async def items_of(conn: Connection, order_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """What each order contains (first item's title, units), where order.created was seen."""
+    rows = await conn.fetch(
+        "SELECT order_id, item_title, item_count FROM orders "
+        "WHERE order_id = ANY($1::text[]) AND item_title IS NOT NULL",
+        sorted(set(order_ids)),
+    )
+    return {r["order_id"]: (r["item_title"], r["item_count"]) for r in rows}
 
 
 # --- the decision log and the dashboard ---------------------------------------------------

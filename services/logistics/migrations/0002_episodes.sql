@@ -32,6 +32,8 @@ CREATE INDEX IF NOT EXISTS shipments_open_episodes ON shipments ((episode ->> 's
 CREATE TABLE IF NOT EXISTS orders (
     order_id          text PRIMARY KEY,
     shop_id           text,
+    item_title        text,     -- what the customer bought, so messages can name it
+    item_count        integer,
     paid_at           timestamptz,
     ended_at          timestamptz,
     ended_reason      text,

@@ -1,0 +1,173 @@
+"""The logistics service in this process on a manual clock, with the commands it publishes
+read back from the real broker."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from followup.clock import ManualClock
+from services.logistics.app import create_app
+from services.logistics.settings import LogisticsSettings
+from tests.harness import Kafka, eventually, running, service_settings
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)  # a Monday
+
+
+@dataclass
+class Logistics:
+    kafka: Kafka
+    clock: ManualClock
+    db: asyncpg.Connection
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    """Every command on followup.notifications, in the order the broker returned them."""
+
+    async def publish(self, topic: str, *events: dict[str, Any]) -> None:
+        for event in events:
+            await self.kafka.publish(topic, event, key=event["data"]["order_id"])
+
+    async def ship(self, *events: dict[str, Any]) -> None:
+        await self.publish("shop.shipments", *events)
+
+    async def applied(self, count: int, topic: str = "shop.shipments") -> None:
+        """Wait until ``count`` events of the topic were consumed (processed or duplicate)."""
+        await eventually(
+            lambda: self.db.fetchval("SELECT count(*) FROM logistics.inbox"),
+            lambda n: n >= count,
+            what=f"{count} events in the inbox",
+        )
+
+    async def advance(self, delta: timedelta) -> None:
+        """Move the clock and wait until every timer due by then has fired."""
+        self.clock.advance(delta)
+        await self.timers_settled()
+
+    async def timers_settled(self) -> None:
+        await eventually(
+            lambda: self.db.fetchval(
+                "SELECT count(*) FROM logistics.timers WHERE due_at <= $1", self.clock.now()
+            ),
+            lambda n: n == 0,
+            what="due timers fired",
+        )
+
+    async def sent(self, count: int, what: str = "commands") -> list[dict[str, Any]]:
+        """Wait until the service decided ``count`` messages in total and all of them reached
+        the topic; then there are exactly that many (nothing extra is in flight)."""
+        await eventually(
+            lambda: self.db.fetchval(
+                "SELECT count(*) FROM logistics.notices WHERE idempotency_key IS NOT NULL"
+            ),
+            lambda n: n >= count,
+            what=f"{count} {what} decided",
+        )
+        await eventually(
+            lambda: self.db.fetchval("SELECT count(*) FROM logistics.outbox"),
+            lambda n: n == 0,
+            what="outbox drained",
+        )
+        sends = lambda: [c for c in self.commands if c["type"] == "followup.notification.send"]  # noqa: E731
+        await eventually(lambda: _now(len(sends())), lambda n: n >= count, what=what)
+        assert len(sends()) == count, [c["data"]["idempotency_key"] for c in sends()]
+        return [c["data"] for c in sends()]
+
+    def of(self, subject: str) -> list[dict[str, Any]]:
+        """Commands about one shipment or order (its id in the idempotency key)."""
+        return [
+            c["data"]
+            for c in self.commands
+            if c["type"] == "followup.notification.send"
+            and f":{subject}:" in c["data"]["idempotency_key"]
+        ]
+
+    async def timer(self, kind: str, key: str) -> datetime | None:
+        due: datetime | None = await self.db.fetchval(
+            "SELECT due_at FROM logistics.timers WHERE kind = $1 AND key = $2", kind, key
+        )
+        return due
+
+
+async def _now(value: int) -> int:
+    return value
+
+
+async def _collect(kafka: Kafka, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(
+        kafka.prefix + "followup.notifications",
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    ready.set()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                into.extend(json.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+
+
+PolicyFile = Callable[[str], Path]
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> PolicyFile:
+    def write(text: str) -> Path:
+        path = tmp_path / "followup.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+async def logistics_with(
+    kafka: Kafka, database: str, policy_file: PolicyFile
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the service with an optional ``[logistics]`` policy and a start time."""
+    stack = contextlib.AsyncExitStack()
+
+    async def start(policy: str = "", *, at: datetime = T0, replicas: int = 1) -> Logistics:
+        clock = ManualClock(at)
+        path = policy_file(policy) if policy else None
+        settings = service_settings(
+            LogisticsSettings, kafka, database, followup_policy_file=path
+        )
+        apps = [create_app(settings, clock=clock) for _ in range(replicas)]
+        await stack.enter_async_context(running(*apps))
+        db = await asyncpg.connect(database)
+        stack.push_async_callback(db.close)
+        found = Logistics(kafka, clock, db)
+        ready = asyncio.Event()
+        task = asyncio.create_task(_collect(kafka, found.commands, ready))
+
+        async def stop_collecting() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        stack.push_async_callback(stop_collecting)
+        await ready.wait()
+        return found
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+async def logistics(logistics_with: Callable[..., Any]) -> Logistics:
+    started: Logistics = await logistics_with()
+    return started
