@@ -259,8 +259,13 @@ def shipment_problems(shipment: Shipment, now: datetime, policy: LogisticsPolicy
         return [_carrier_exception(shipment, CarrierException.RETURNED_TO_SENDER, policy)]
     problems: list[Problem] = []
     status = shipment.last_status
-    if status is not None and status.value in _CARRIER_EXCEPTIONS:
+    failed = CarrierException.DELIVERY_FAILED
+    if status is not None and status.value in _CARRIER_EXCEPTIONS and status.value != failed:
         problems.append(_carrier_exception(shipment, CarrierException(status.value), policy))
+    if shipment.failed_attempts and status is not TrackingStatus.AVAILABLE_FOR_PICKUP:
+        # A failed attempt stays the problem until the parcel is delivered or left for
+        # pickup: going out for another try is not yet "back on track".
+        problems.append(_carrier_exception(shipment, failed, policy))
     if status is not TrackingStatus.AVAILABLE_FOR_PICKUP:
         # Waiting at a pickup point is not a stall, and it has arrived, so it is not late.
         problems += _stalled(shipment, now, policy)
@@ -278,11 +283,10 @@ def _carrier_exception(
         and attempts >= policy.red_after_failed_attempts
     ):
         severity = Severity.RED
-    since = (
-        shipment.returned_at
-        if exception is CarrierException.RETURNED_TO_SENDER
-        else shipment.last_scan_at
-    )
+    since = {
+        CarrierException.RETURNED_TO_SENDER: shipment.returned_at,
+        CarrierException.DELIVERY_FAILED: max(shipment.failed_attempts, default=None),
+    }.get(exception, shipment.last_scan_at)
     assert since is not None  # noqa: S101 - an exception is only known from a scan
     evidence: dict[str, Any] = {
         "status": exception.value,

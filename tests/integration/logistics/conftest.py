@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from followup.clock import ManualClock
 from services.logistics.app import create_app
@@ -31,6 +31,9 @@ class Logistics:
     db: asyncpg.Connection
     commands: list[dict[str, Any]] = field(default_factory=list)
     """Every command on followup.notifications, in the order the broker returned them."""
+    read_up_to: dict[int, int] = field(default_factory=dict)
+    """Next offset the collector will read, per partition."""
+    probe: AIOKafkaConsumer | None = None
 
     async def publish(self, topic: str, *events: dict[str, Any]) -> None:
         for event in events:
@@ -76,10 +79,18 @@ class Logistics:
             lambda n: n == 0,
             what="outbox drained",
         )
-        sends = lambda: [c for c in self.commands if c["type"] == "followup.notification.send"]  # noqa: E731
-        await eventually(lambda: _now(len(sends())), lambda n: n >= count, what=what)
-        assert len(sends()) == count, [c["data"]["idempotency_key"] for c in sends()]
-        return [c["data"] for c in sends()]
+        await eventually(self._caught_up, what="every published command read back")
+        sends = [c["data"] for c in self.commands if c["type"] == "followup.notification.send"]
+        assert len(sends) == count, [c["idempotency_key"] for c in sends]
+        return sends
+
+    async def _caught_up(self) -> bool:
+        assert self.probe is not None
+        topic = self.kafka.prefix + "followup.notifications"
+        partitions = [TopicPartition(topic, p) for p in self.probe.partitions_for_topic(topic) or ()]
+        assert partitions, f"no metadata for {topic}"
+        ends = await self.probe.end_offsets(partitions)
+        return all(self.read_up_to.get(tp.partition, 0) >= end for tp, end in ends.items())
 
     def of(self, subject: str) -> list[dict[str, Any]]:
         """Commands about one shipment or order (its id in the idempotency key)."""
@@ -97,11 +108,8 @@ class Logistics:
         return due
 
 
-async def _now(value: int) -> int:
-    return value
-
-
-async def _collect(kafka: Kafka, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
+async def _collect(found: Logistics, ready: asyncio.Event) -> None:
+    kafka = found.kafka
     consumer = AIOKafkaConsumer(
         kafka.prefix + "followup.notifications",
         bootstrap_servers=kafka.bootstrap,
@@ -114,8 +122,9 @@ async def _collect(kafka: Kafka, into: list[dict[str, Any]], ready: asyncio.Even
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                into.extend(json.loads(r.value) for r in records)
+            for partition, records in batch.items():
+                found.commands.extend(json.loads(r.value) for r in records)
+                found.read_up_to[partition.partition] = records[-1].offset + 1
     finally:
         await consumer.stop()
 
@@ -152,7 +161,11 @@ async def logistics_with(
         stack.push_async_callback(db.close)
         found = Logistics(kafka, clock, db)
         ready = asyncio.Event()
-        task = asyncio.create_task(_collect(kafka, found.commands, ready))
+        found.probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None)
+        await found.probe.start()
+        await found.probe.topics()  # metadata, so the probe knows the partitions
+        stack.push_async_callback(found.probe.stop)
+        task = asyncio.create_task(_collect(found, ready))
 
         async def stop_collecting() -> None:
             task.cancel()

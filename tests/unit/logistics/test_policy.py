@@ -222,6 +222,16 @@ def test_a_second_failed_attempt_is_red() -> None:
     assert problem.evidence["failed_attempts"] == 2
 
 
+def test_a_failed_attempt_stays_the_problem_until_delivered_or_left_for_pickup() -> None:
+    failed = shipped(dispatch(), scan(TrackingStatus.DELIVERY_FAILED, T0 + 5 * H))
+    again, _ = apply_scan(failed, scan(TrackingStatus.OUT_FOR_DELIVERY, T0 + 20 * H))
+    (problem,) = shipment_problems(again, T0 + 21 * H, POLICY)
+    assert problem.rule is Rule.DELIVERY_FAILED
+    assert problem.since == T0 + 5 * H
+    pickup, _ = apply_scan(again, scan(TrackingStatus.AVAILABLE_FOR_PICKUP, T0 + 22 * H))
+    assert shipment_problems(pickup, T0 + 23 * H, POLICY) == []
+
+
 def test_returned_to_sender_stays_whatever_the_return_journey_scans_say() -> None:
     shipment = shipped(
         dispatch(),
