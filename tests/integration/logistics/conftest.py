@@ -87,7 +87,9 @@ class Logistics:
     async def _caught_up(self) -> bool:
         assert self.probe is not None
         topic = self.kafka.prefix + "followup.notifications"
-        partitions = [TopicPartition(topic, p) for p in self.probe.partitions_for_topic(topic) or ()]
+        partitions = [
+            TopicPartition(topic, p) for p in self.probe.partitions_for_topic(topic) or ()
+        ]
         assert partitions, f"no metadata for {topic}"
         ends = await self.probe.end_offsets(partitions)
         return all(self.read_up_to.get(tp.partition, 0) >= end for tp, end in ends.items())
@@ -152,9 +154,7 @@ async def logistics_with(
     async def start(policy: str = "", *, at: datetime = T0, replicas: int = 1) -> Logistics:
         clock = ManualClock(at)
         path = policy_file(policy) if policy else None
-        settings = service_settings(
-            LogisticsSettings, kafka, database, followup_policy_file=path
-        )
+        settings = service_settings(LogisticsSettings, kafka, database, followup_policy_file=path)
         apps = [create_app(settings, clock=clock) for _ in range(replicas)]
         await stack.enter_async_context(running(*apps))
         db = await asyncpg.connect(database)

@@ -63,9 +63,7 @@ async def test_each_carrier_exception_is_told_at_once_in_its_colour(logistics: L
         m["idempotency_key"] for m in await s.sent(8) if m["kind"] == "ops_escalation"
     )
     assert escalated == ["ops_escalation:S-L:1:lost", "ops_escalation:S-R:1:returned_to_sender"]
-    repeated = await s.db.fetchval(
-        "SELECT count(*) FROM logistics.inbox"
-    )
+    repeated = await s.db.fetchval("SELECT count(*) FROM logistics.inbox")
     assert repeated == 6 * 3  # every distinct event id seen once, duplicates recognised
 
 
@@ -106,9 +104,7 @@ async def test_a_cancelled_order_closes_silently_and_withdraws_pending_notices(
     logistics: Logistics,
 ) -> None:
     s = logistics
-    await s.ship(
-        dispatched("O-7", "S-7", at=T0), scanned("O-7", "S-7", "exception", at=T0 + H)
-    )
+    await s.ship(dispatched("O-7", "S-7", at=T0), scanned("O-7", "S-7", "exception", at=T0 + H))
     await s.sent(1)
     await s.publish("shop.orders", cancelled("O-7", at=T0 + 2 * H))
     await s.applied(3)  # topics are not ordered with each other: cancelled first, here

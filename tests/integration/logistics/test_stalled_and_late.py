@@ -82,14 +82,19 @@ async def test_a_stalled_parcel_gets_one_notice_daily_follow_ups_red_escalation_
     assert escalation["order_id"] == "O-1"
     assert escalation["variables"]["rule"] == "stalled"
     assert escalation["meta"]["evidence"]["hours_without_scan"] == 72.0
-    assert await s.db.fetchval(
-        "SELECT count(*) FROM logistics.notices WHERE stage = 'escalation'"
-    ) == 1
+    assert (
+        await s.db.fetchval("SELECT count(*) FROM logistics.notices WHERE stage = 'escalation'")
+        == 1
+    )
 
     # It moves again: one short "back on track", and the episode is closed.
     await s.ship(
         scanned(
-            "O-1", "S-1", "in_transit", at=T0 + 75 * H, location="上海转运中心",
+            "O-1",
+            "S-1",
+            "in_transit",
+            at=T0 + 75 * H,
+            location="上海转运中心",
             eta=date(2026, 11, 28),
         )
     )
