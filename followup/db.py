@@ -24,7 +24,9 @@ RUNTIME_MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Failures that say nothing about the data being processed: waiting and trying again is right.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "58", "40")
+# Class 55 covers a database closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS false,
+# 55000) and lock timeouts (55P03): conditions of the server, not of the event.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "55", "57", "58", "40")
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.asgi import AsgiFastStream
 
 from followup.clock import ManualClock
 from services.logistics.app import create_app
@@ -34,6 +35,19 @@ class Logistics:
     read_up_to: dict[int, int] = field(default_factory=dict)
     """Next offset the collector will read, per partition."""
     probe: AIOKafkaConsumer | None = None
+    apps: list[AsgiFastStream] = field(default_factory=list)
+
+    async def metric(self, series: str) -> float:
+        """Sum of a Prometheus series over every replica, read from its /metrics route."""
+        total = 0.0
+        for app in self.apps:
+            text = await _get(app, "/metrics")
+            total += sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(series)
+            )
+        return total
 
     async def publish(self, topic: str, *events: dict[str, Any]) -> None:
         for event in events:
@@ -110,6 +124,33 @@ class Logistics:
         return due
 
 
+async def _get(app: AsgiFastStream, path: str) -> str:
+    """GET a route of the app's ASGI interface, as an HTTP server would call it."""
+    body = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        body.extend(message.get("body", b""))
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return body.decode()
+
+
 async def _collect(found: Logistics, ready: asyncio.Event) -> None:
     kafka = found.kafka
     consumer = AIOKafkaConsumer(
@@ -159,7 +200,7 @@ async def logistics_with(
         await stack.enter_async_context(running(*apps))
         db = await asyncpg.connect(database)
         stack.push_async_callback(db.close)
-        found = Logistics(kafka, clock, db)
+        found = Logistics(kafka, clock, db, apps=apps)
         ready = asyncio.Event()
         found.probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None)
         await found.probe.start()
