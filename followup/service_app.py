@@ -127,7 +127,9 @@ class ServiceRuntime:
 
         ``schema`` is the topic's message type; it only documents the channel (AsyncAPI).
         """
-        group_id = f"followup-{self.name}-{topic.value}"
+        # The deployment's topic prefix is part of the group: deployments sharing a cluster
+        # (staging., a test's own prefix) never share, and so never rebalance, a group.
+        group_id = f"followup-{self.name}-{self.topics(topic)}"
         consumer = BatchConsumer(
             topic=topic.value,
             decoder=decoder,

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +40,7 @@ class Rule(StrEnum):
 
 
 _CARRIER_EXCEPTIONS = frozenset(c.value for c in CarrierException)
+_EXCEPTION_STATUSES = frozenset(TrackingStatus(c.value) for c in CarrierException)
 # Among problems of one colour the most specific leads the message: what the carrier
 # reported beats what we inferred (late, then stalled).
 _RULE_ORDER = {
@@ -55,7 +57,7 @@ _RULE_ORDER = {
 _STATUS_ORDER = {status: n for n, status in enumerate(TrackingStatus)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     rule: Rule
     severity: Severity
@@ -72,7 +74,7 @@ def ranked(problems: Sequence[Problem]) -> list[Problem]:
 # --- facts ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dispatch:
     shipment_id: str
     order_id: str
@@ -86,7 +88,7 @@ class Dispatch:
     event_time: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scan:
     shipment_id: str
     order_id: str
@@ -108,7 +110,7 @@ class ScanEffect(StrEnum):
     """The same scan again (same time and status), e.g. republished under a new event id."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shipment:
     shipment_id: str
     order_id: str
@@ -160,51 +162,74 @@ def apply_dispatch(shipment: Shipment, fact: Dispatch) -> Shipment:
     )
 
 
-def apply_scan(shipment: Shipment, scan: Scan) -> tuple[Shipment, ScanEffect]:
+def apply_scans(shipment: Shipment, scans: Sequence[Scan]) -> tuple[Shipment, list[ScanEffect]]:
+    """Merge carrier scans in any order: the latest (by scan time, then by a fixed status
+    order) is the current state; failed attempts are counted once per scan time; the first
+    delivery and the first return are kept; the latest revised estimate wins.
+
+    One pass with plain locals and a single copy at the end: this runs for every scan at
+    ten thousand scans a second.
+    """
     failed = shipment.failed_attempts
-    if scan.status is TrackingStatus.DELIVERY_FAILED and scan.scanned_at not in failed:
-        failed = tuple(sorted((*failed, scan.scanned_at)))
-    delivered = shipment.delivered_at
-    if scan.status is TrackingStatus.DELIVERED:
-        delivered = min(scan.scanned_at, delivered or scan.scanned_at)
-    returned = shipment.returned_at
-    if scan.status is TrackingStatus.RETURNED_TO_SENDER:
-        returned = min(scan.scanned_at, returned or scan.scanned_at)
+    delivered, returned = shipment.delivered_at, shipment.returned_at
     revised, revised_at = shipment.revised_delivery, shipment.revised_at
-    if scan.estimated_delivery and (revised_at is None or scan.scanned_at >= revised_at):
-        revised, revised_at = scan.estimated_delivery, scan.scanned_at
-    updated = replace(
-        shipment,
+    last_at, last_status = shipment.last_scan_at, shipment.last_status
+    last_location = shipment.last_location
+    event_id, event_time = shipment.source_event_id, shipment.source_event_time
+    current = (last_at, _STATUS_ORDER[last_status]) if last_at and last_status else None
+    effects: list[ScanEffect] = []
+    for scan in scans:
+        at, status = scan.scanned_at, scan.status
+        if status is TrackingStatus.DELIVERY_FAILED and at not in failed:
+            failed = tuple(sorted((*failed, at)))
+        elif status is TrackingStatus.DELIVERED and (delivered is None or at < delivered):
+            delivered = at
+        elif status is TrackingStatus.RETURNED_TO_SENDER and (returned is None or at < returned):
+            returned = at
+        estimate = scan.estimated_delivery
+        if estimate and (
+            revised_at is None
+            or at > revised_at
+            or (at == revised_at and revised is not None and estimate > revised)
+        ):
+            revised, revised_at = estimate, at
+        incoming = (at, _STATUS_ORDER[status])
+        if current == incoming:
+            effects.append(ScanEffect.REPEATED)
+        elif current is not None and incoming < current:
+            effects.append(ScanEffect.OLDER)
+        else:
+            current = incoming
+            last_at, last_status, last_location = at, status, scan.location
+            event_id, event_time = scan.event_id, scan.event_time
+            effects.append(ScanEffect.LATEST)
+    merged = Shipment(
+        shipment_id=shipment.shipment_id,
+        order_id=shipment.order_id,
+        carrier=shipment.carrier,
+        tracking_number=shipment.tracking_number,
+        service_level=shipment.service_level,
+        destination_city=shipment.destination_city,
+        dispatched_at=shipment.dispatched_at,
+        promised_delivery=shipment.promised_delivery,
+        revised_delivery=revised,
+        revised_at=revised_at,
+        last_scan_at=last_at,
+        last_status=last_status,
+        last_location=last_location,
         failed_attempts=failed,
         delivered_at=delivered,
         returned_at=returned,
-        revised_delivery=revised,
-        revised_at=revised_at,
+        pickup_notified=shipment.pickup_notified,
+        order_ended_at=shipment.order_ended_at,
+        last_progress_at=shipment.last_progress_at,
+        source_event_id=event_id,
+        source_event_time=event_time,
     )
-    current = (
-        (shipment.last_scan_at, _STATUS_ORDER[shipment.last_status])
-        if (shipment.last_scan_at is not None and shipment.last_status is not None)
-        else None
-    )
-    incoming = (scan.scanned_at, _STATUS_ORDER[scan.status])
-    if current == incoming:
-        return updated, ScanEffect.REPEATED
-    if current is not None and incoming < current:
-        return updated, ScanEffect.OLDER
-    return (
-        replace(
-            updated,
-            last_scan_at=scan.scanned_at,
-            last_status=scan.status,
-            last_location=scan.location,
-            source_event_id=scan.event_id,
-            source_event_time=scan.event_time,
-        ),
-        ScanEffect.LATEST,
-    )
+    return merged, effects
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Order:
     order_id: str
     shop_id: str | None = None
@@ -222,6 +247,7 @@ class Order:
 # --- detection ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def delivery_deadline(estimate: str, timezone: str) -> datetime:
     """The end of a promised delivery: a time as given, a date at midnight after it."""
     if len(estimate) == 10:
@@ -247,30 +273,81 @@ def is_aged_out(started_at: datetime | None, now: datetime, policy: LogisticsPol
     return started_at is not None and now - started_at > policy.ignore_older_than
 
 
-def shipment_problems(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Problem]:
-    """Every problem the shipment has at ``now``, most serious first."""
-    if shipment.delivered_at is not None or shipment.order_ended_at is not None:
-        return []
-    if is_aged_out(shipment.started_at, now, policy):
-        return []
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    problems: list[Problem]
+    """Every problem at ``now``, most serious first."""
+    next_check: datetime | None
+    """The next moment a new problem could begin if no event arrives: the timer's due time."""
+
+
+_NOTHING_TO_WATCH = Assessment([], None)
+
+
+def assess_shipment(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> Assessment:
+    """The shipment's problems at ``now`` and when to look again, in one pass: this runs for
+    every scan."""
+    if (
+        shipment.delivered_at is not None
+        or shipment.order_ended_at is not None
+        or is_aged_out(shipment.started_at, now, policy)
+    ):
+        return _NOTHING_TO_WATCH
     if shipment.returned_at is not None:
         # Once on its way back, later scans are the return journey: neither "moving again"
         # nor a stall to chase. A person decides about a new parcel or a refund.
-        return [_carrier_exception(shipment, CarrierException.RETURNED_TO_SENDER, policy)]
+        return Assessment(
+            [_carrier_exception(shipment, CarrierException.RETURNED_TO_SENDER, policy)], None
+        )
     problems: list[Problem] = []
     status = shipment.last_status
     failed = CarrierException.DELIVERY_FAILED
-    if status is not None and status.value in _CARRIER_EXCEPTIONS and status.value != failed:
+    if status in _EXCEPTION_STATUSES and status is not TrackingStatus.DELIVERY_FAILED:
+        assert status is not None  # noqa: S101 - a member of the set
         problems.append(_carrier_exception(shipment, CarrierException(status.value), policy))
-    if shipment.failed_attempts and status is not TrackingStatus.AVAILABLE_FOR_PICKUP:
+    if status is TrackingStatus.AVAILABLE_FOR_PICKUP:
+        # Waiting at a pickup point is not a stall, and it has arrived, so it is not late.
+        return Assessment(problems, None)
+    if shipment.failed_attempts:
         # A failed attempt stays the problem until the parcel is delivered or left for
         # pickup: going out for another try is not yet "back on track".
         problems.append(_carrier_exception(shipment, failed, policy))
-    if status is not TrackingStatus.AVAILABLE_FOR_PICKUP:
-        # Waiting at a pickup point is not a stall, and it has arrived, so it is not late.
-        problems += _stalled(shipment, now, policy)
-        problems += _late(shipment, now, policy)
-    return ranked(problems)
+    upcoming: list[datetime] = []
+    anchor = shipment.anchor
+    if anchor is not None:
+        yellow, red = policy.stall_thresholds(shipment.carrier, shipment.service_level)
+        stalled, stalled_red = anchor + yellow, anchor + red
+        if now >= stalled:
+            problems.append(
+                _stalled(
+                    shipment,
+                    anchor=anchor,
+                    now=now,
+                    due=stalled,
+                    red_due=stalled_red,
+                    policy=policy,
+                )
+            )
+        upcoming += (stalled, stalled_red)
+    late = late_due(shipment, policy)
+    if late is not None:
+        if now >= late:
+            problems.append(_late(shipment, now, late, policy))
+        upcoming.append(late)
+    ahead = [t for t in upcoming if t > now]
+    return Assessment(
+        ranked(problems) if len(problems) > 1 else problems, min(ahead) if ahead else None
+    )
+
+
+def shipment_problems(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Problem]:
+    return assess_shipment(shipment, now, policy).problems
+
+
+def next_shipment_check(
+    shipment: Shipment, now: datetime, policy: LogisticsPolicy
+) -> datetime | None:
+    return assess_shipment(shipment, now, policy).next_check
 
 
 def _carrier_exception(
@@ -299,47 +376,38 @@ def _carrier_exception(
     return Problem(Rule(exception.value), severity, since, evidence)
 
 
-def stall_due(shipment: Shipment, policy: LogisticsPolicy) -> tuple[datetime, datetime] | None:
-    """When the shipment counts as stalled (yellow, red) if no scan comes before."""
-    anchor = shipment.anchor
-    if anchor is None:
-        return None
-    yellow, red = policy.stall_thresholds(shipment.carrier, shipment.service_level)
-    return anchor + yellow, anchor + red
-
-
-def _stalled(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Problem]:
-    due = stall_due(shipment, policy)
-    anchor = shipment.anchor
-    if due is None or anchor is None or now < due[0]:
-        return []
-    yellow, red = policy.stall_thresholds(shipment.carrier, shipment.service_level)
-    severity = Severity.RED if now >= due[1] else Severity.YELLOW
+def _stalled(
+    shipment: Shipment,
+    *,
+    anchor: datetime,
+    now: datetime,
+    due: datetime,
+    red_due: datetime,
+    policy: LogisticsPolicy,
+) -> Problem:
+    severity = Severity.RED if now >= red_due else Severity.YELLOW
     evidence = {
         "last_scan_at": _iso(shipment.last_scan_at),
         "dispatched_at": _iso(shipment.dispatched_at),
         "counted_from": "last_scan" if shipment.last_scan_at else "dispatch",
         "hours_without_scan": _hours(now - anchor),
-        "threshold_hours": _hours(yellow),
-        "red_threshold_hours": _hours(red),
+        "threshold_hours": _hours(due - anchor),
+        "red_threshold_hours": _hours(red_due - anchor),
         "carrier": shipment.carrier,
         "service_level": shipment.service_level or policy.default_service_level.value,
     }
-    since = due[1] if severity is Severity.RED else due[0]
-    return [Problem(Rule.STALLED, severity, since, evidence)]
+    return Problem(Rule.STALLED, severity, red_due if severity is Severity.RED else due, evidence)
 
 
-def late_due(shipment: Shipment, policy: LogisticsPolicy, timezone: str) -> datetime | None:
+def late_due(shipment: Shipment, policy: LogisticsPolicy) -> datetime | None:
+    """When the shipment counts as late: the end of the expected delivery plus the grace."""
     estimate = expected_delivery(shipment)
     if estimate is None:
         return None
-    return delivery_deadline(estimate, timezone) + policy.late_grace
+    return delivery_deadline(estimate, policy.timezone) + policy.late_grace
 
 
-def _late(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Problem]:
-    due = late_due(shipment, policy, policy.timezone)
-    if due is None or now < due:
-        return []
+def _late(shipment: Shipment, now: datetime, due: datetime, policy: LogisticsPolicy) -> Problem:
     evidence = {
         "promised_delivery": shipment.promised_delivery,
         "revised_delivery": shipment.revised_delivery,
@@ -348,30 +416,10 @@ def _late(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Pr
         "hours_late": _hours(now - (due - policy.late_grace)),
         "last_scan_at": _iso(shipment.last_scan_at),
     }
-    return [Problem(Rule.LATE, Severity.YELLOW, due, evidence)]
+    return Problem(Rule.LATE, Severity.YELLOW, due, evidence)
 
 
-def next_shipment_check(
-    shipment: Shipment, now: datetime, policy: LogisticsPolicy
-) -> datetime | None:
-    """The next moment a new problem could begin if no event arrives: the timer's due time."""
-    if (
-        shipment.delivered_at is not None
-        or shipment.returned_at is not None
-        or shipment.order_ended_at is not None
-        or is_aged_out(shipment.started_at, now, policy)
-    ):
-        return None
-    candidates: list[datetime] = []
-    if shipment.last_status is not TrackingStatus.AVAILABLE_FOR_PICKUP:
-        candidates += stall_due(shipment, policy) or ()
-        if (late := late_due(shipment, policy, policy.timezone)) is not None:
-            candidates.append(late)
-    future = [c for c in candidates if c > now]
-    return min(future) if future else None
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DispatchDeadlines:
     due: datetime
     red: datetime
@@ -477,7 +525,7 @@ class Resolution(StrEnum):
     """The order was cancelled, or the case is too old to talk about: nothing to tell."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Episode:
     """One continuous stretch during which a shipment (or an unshipped order) has problems."""
 
@@ -495,7 +543,7 @@ class Episode:
     handed_over: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     stage: Stage
     problem: Problem | None
@@ -512,7 +560,7 @@ class Message:
         return f"{episode.number}:{self.stage}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     episode: Episode
     message: Message | None = None

@@ -42,14 +42,13 @@ from services.logistics.policy import (
     Stage,
     Step,
     apply_dispatch,
-    apply_scan,
+    apply_scans,
+    assess_shipment,
     dispatch_deadlines,
     dispatch_problems,
     dispatch_resolution,
     next_dispatch_check,
-    next_shipment_check,
     reconcile,
-    shipment_problems,
     shipment_resolution,
     wants_pickup_notice,
     wants_progress_update,
@@ -157,23 +156,26 @@ class LogisticsService:
         orders_by_shipment = {f.shipment_id: f.order_id for f in dispatches}
         orders_by_shipment |= {f.shipment_id: f.order_id for f in scans}
         rows = await store.lock_shipments(conn, orders_by_shipment)
-        started_before = {sid: row.shipment.started_at for sid, row in rows.items()}
+        before = dict(rows)
         moved: set[str] = set()
         effects: Counter[tuple[str, str]] = Counter()
         for dispatch in dispatches:
             row = rows[dispatch.shipment_id]
             _same_order(row.shipment, dispatch.order_id, dispatch.event_id)
-            rows[dispatch.shipment_id] = replace(
-                row, shipment=apply_dispatch(row.shipment, dispatch)
-            )
+            shipment = apply_dispatch(row.shipment, dispatch)
+            rows[dispatch.shipment_id] = ShipmentRow(shipment, row.episode, row.check_at)
+        by_shipment: dict[str, list[Scan]] = {}
         for scan in scans:
-            row = rows[scan.shipment_id]
-            _same_order(row.shipment, scan.order_id, scan.event_id)
-            shipment, effect = apply_scan(row.shipment, scan)
-            rows[scan.shipment_id] = replace(row, shipment=shipment)
-            effects[(scan.status.value, effect.value)] += 1
-            if effect is ScanEffect.LATEST:
-                moved.add(scan.shipment_id)
+            _same_order(rows[scan.shipment_id].shipment, scan.order_id, scan.event_id)
+            by_shipment.setdefault(scan.shipment_id, []).append(scan)
+        for shipment_id, its_scans in by_shipment.items():
+            row = rows[shipment_id]
+            shipment, outcomes = apply_scans(row.shipment, its_scans)
+            rows[shipment_id] = ShipmentRow(shipment, row.episode, row.check_at)
+            for scan, effect in zip(its_scans, outcomes, strict=True):
+                effects[(scan.status.value, effect.value)] += 1
+            if ScanEffect.LATEST in outcomes:
+                moved.add(shipment_id)
         for (status, outcome), count in effects.items():
             self._metrics.scans.labels(status, outcome).inc(count)
 
@@ -181,16 +183,15 @@ class LogisticsService:
         # An order is dispatched as soon as any of its parcels is seen: a dispatch event, or
         # a carrier scan that came first. Only orders learning an earlier time are touched,
         # so the scans of a parcel already known never write its order.
-        first_seen = [
-            row.shipment
-            for sid, row in sorted(rows.items())
-            if row.shipment.started_at != started_before[sid]
-        ]
+        first_seen: dict[str, list[Shipment]] = {}
+        for sid, row in sorted(rows.items()):
+            if row.shipment.started_at != before[sid].shipment.started_at:
+                first_seen.setdefault(row.shipment.order_id, []).append(row.shipment)
         if first_seen:
-            orders = await store.lock_orders(conn, [s.order_id for s in first_seen])
+            orders = await store.lock_orders(conn, list(first_seen))
             decided_orders: list[OrderRow] = []
             for order_id, order_row in orders.items():
-                parcels = [s for s in first_seen if s.order_id == order_id]
+                parcels = first_seen[order_id]
                 first = min(parcels, key=lambda s: s.started_at or now)
                 order = replace(
                     order_row.order,
@@ -207,7 +208,7 @@ class LogisticsService:
             self._shipment_step(row, now, out, scanned=sid in moved)
             for sid, row in sorted(rows.items())
         ]
-        await store.save_shipments(conn, decided)
+        await store.save_shipments(conn, decided, before)
         await self._write(conn, out, now)
 
     # --- shop.payments and shop.orders -------------------------------------------------
@@ -275,7 +276,7 @@ class LogisticsService:
             if parcel.episode.number or shipment.pickup_notified or shipment.last_progress_at:
                 told.add(order.order_id)
         await store.save_orders(conn, decided)
-        await store.save_shipments(conn, closed)
+        await store.save_shipments(conn, closed, shipments)
         # A notice decided a moment ago may still wait in the notifier's queue: drop it.
         out.cancels += [
             CancelNotification(
@@ -293,12 +294,10 @@ class LogisticsService:
         now = self._clock.now()
         rows = await store.lock_shipments(conn, {t.key: t.subject for t in timers})
         out = Effects()
-        decided = [
-            # The timer that fired is gone: whatever is due next must be scheduled anew.
-            self._shipment_step(replace(row, check_at=None), now, out)
-            for _, row in sorted(rows.items())
-        ]
-        await store.save_shipments(conn, decided)
+        # The timer that fired is gone: whatever is due next must be scheduled anew.
+        fired = {sid: replace(row, check_at=None) for sid, row in rows.items()}
+        decided = [self._shipment_step(row, now, out) for _, row in sorted(fired.items())]
+        await store.save_shipments(conn, decided, rows)
         await self._write(conn, out, now)
 
     async def on_dispatch_check(self, conn: Connection, timers: Sequence[DueTimer]) -> None:
@@ -319,35 +318,38 @@ class LogisticsService:
     ) -> ShipmentRow:
         policy = self._policy
         shipment = row.shipment
-        problems = shipment_problems(shipment, now, policy)
+        found = assess_shipment(shipment, now, policy)
         resolution = shipment_resolution(shipment, now, policy)
-        step = reconcile(row.episode, problems, resolution, now, policy)
-        with event_context(shipment.source_event_id or ""):
-            if step.message is not None:
-                if step.message.resolution is Resolution.PICKUP:
-                    shipment = replace(shipment, pickup_notified=True)
-                subject = Subject.of_shipment(shipment)
-                customer = (
-                    messages.shipment_message(shipment, step.episode, step.message, now, policy)
-                    if step.message.stage in _CUSTOMER_STAGES
-                    else None
-                )
-                self._record_step(subject, step, customer, out, now)
-            elif wants_pickup_notice(shipment):
+        step = reconcile(row.episode, found.problems, resolution, now, policy)
+        if step.message is not None:
+            if step.message.resolution is Resolution.PICKUP:
                 shipment = replace(shipment, pickup_notified=True)
-                command = messages.pickup_message(shipment, step.episode, now, policy)
+            customer = (
+                messages.shipment_message(shipment, step.episode, step.message, now, policy)
+                if step.message.stage in _CUSTOMER_STAGES
+                else None
+            )
+            with event_context(shipment.source_event_id or ""):
+                self._record_step(Subject.of_shipment(shipment), step, customer, out, now)
+        elif wants_pickup_notice(shipment):
+            shipment = replace(shipment, pickup_notified=True)
+            command = messages.pickup_message(shipment, step.episode, now, policy)
+            with event_context(shipment.source_event_id or ""):
                 self._send(out, command, shipment.shipment_id, now)
-            elif scanned and wants_progress_update(shipment, step.episode, now, policy):
-                shipment = replace(shipment, last_progress_at=now)
-                command = messages.progress_message(shipment, step.episode, now, policy)
+        elif scanned and wants_progress_update(shipment, step.episode, now, policy):
+            shipment = replace(shipment, last_progress_at=now)
+            command = messages.progress_message(shipment, step.episode, now, policy)
+            with event_context(shipment.source_event_id or ""):
                 self._send(out, command, shipment.shipment_id, now)
-        check_at = _earliest(next_shipment_check(shipment, now, policy), step.wake_at)
-        timer = (
-            Timer(SHIPMENT_CHECK, shipment.shipment_id, shipment.order_id, check_at)
-            if check_at
-            else None
+        due = _earliest(found.next_check, step.wake_at)
+        check_at = self._move_timer(
+            out,
+            kind=SHIPMENT_CHECK,
+            key=shipment.shipment_id,
+            subject=shipment.order_id,
+            scheduled=row.check_at,
+            due=due,
         )
-        self._move_timer(out, timer, SHIPMENT_CHECK, shipment.shipment_id, row.check_at)
         return ShipmentRow(shipment, step.episode, check_at)
 
     def _dispatch_step(
@@ -386,11 +388,15 @@ class LogisticsService:
                         order.order_id,
                         problem.evidence["calendar_note"],
                     )
-        check_at = _earliest(next_dispatch_check(order, deadlines, now, policy), step.wake_at)
-        timer = (
-            Timer(DISPATCH_CHECK, order.order_id, order.order_id, check_at) if check_at else None
+        due = _earliest(next_dispatch_check(order, deadlines, now, policy), step.wake_at)
+        check_at = self._move_timer(
+            out,
+            kind=DISPATCH_CHECK,
+            key=order.order_id,
+            subject=order.order_id,
+            scheduled=row.check_at,
+            due=due,
         )
-        self._move_timer(out, timer, DISPATCH_CHECK, order.order_id, row.check_at)
         return OrderRow(order, step.episode, check_at)
 
     def _record_step(
@@ -492,14 +498,30 @@ class LogisticsService:
 
     @staticmethod
     def _move_timer(
-        out: Effects, timer: Timer | None, kind: str, key: str, scheduled: datetime | None
-    ) -> None:
-        """Write the subject's timer only when its due time changes."""
-        if timer is None:
+        out: Effects,
+        *,
+        kind: str,
+        key: str,
+        subject: str,
+        scheduled: datetime | None,
+        due: datetime | None,
+    ) -> datetime | None:
+        """Keep the subject's one timer due no later than ``due``; returns its due time.
+
+        A timer already due earlier stays where it is: when it fires it finds nothing to do
+        yet and moves itself to the time then due. Scans mostly push the next check later,
+        so this saves rewriting a timer (and its index entry) on almost every scan, while a
+        check that must come sooner (a revised estimate, an express service level learnt
+        late, a follow-up) moves the timer at once.
+        """
+        if due is None:
             if scheduled is not None:
                 out.unschedule.setdefault(kind, []).append(key)
-        elif timer.due_at != scheduled:
-            out.schedule.append(timer)
+            return None
+        if scheduled is not None and scheduled <= due:
+            return scheduled
+        out.schedule.append(Timer(kind, key, subject, due))
+        return due
 
     async def _write(self, conn: Connection, out: Effects, now: datetime) -> None:
         await schedule_timers(conn, out.schedule)
@@ -529,7 +551,7 @@ def _same_order(shipment: Shipment, order_id: str, event_id: str) -> None:
 
 
 def _facts(events: Iterable[ShipmentEvent]) -> tuple[list[Dispatch], list[Scan]]:
-    """Facts in a fixed order (by time), so a batch's outcome does not depend on arrival."""
+    """The facts a batch of shipment events carries."""
     dispatches: list[Dispatch] = []
     scans: list[Scan] = []
     for event in events:
@@ -566,6 +588,6 @@ def _facts(events: Iterable[ShipmentEvent]) -> tuple[list[Dispatch], list[Scan]]
                     event_time=event.time,
                 )
             )
+    # Dispatch events (rare) in time order; scans need none, apply_scans is order-free.
     dispatches.sort(key=lambda d: (d.dispatched_at, d.event_id))
-    scans.sort(key=lambda s: (s.scanned_at, s.status.value, s.event_id))
     return dispatches, scans

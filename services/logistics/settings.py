@@ -6,6 +6,7 @@ for shop staff.
 
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -230,12 +231,20 @@ class LogisticsPolicy(PolicySection):
         self, carrier: str | None, service_level: str | None
     ) -> tuple[timedelta, timedelta]:
         """(stalled, stalled red) for a carrier and service level, defaults filled in."""
+        key = (carrier, service_level)
+        # Asked for every shipment decided, so remembered per carrier and level.
+        table = self.stall_table
+        if (found := table.get(key)) is not None:
+            return found
         level = ServiceLevel(service_level) if service_level else self.default_service_level
-        own = self._carriers_by_name.get((carrier or "").casefold())
+        carriers = {name.casefold(): policy for name, policy in self.carriers.items()}
+        own = carriers.get((carrier or "").casefold())
         yellow = (own.stalled_after.get(level) if own else None) or self.stalled_after[level]
         red = (own.stalled_red_after.get(level) if own else None) or self.stalled_red_after[level]
-        return yellow, max(red, yellow)
+        table[key] = (yellow, max(red, yellow))
+        return table[key]
 
-    @property
-    def _carriers_by_name(self) -> dict[str, CarrierPolicy]:
-        return {name.casefold(): carrier for name, carrier in self.carriers.items()}
+    @cached_property
+    def stall_table(self) -> dict[tuple[str | None, str | None], tuple[timedelta, timedelta]]:
+        """Thresholds already looked up, per (carrier, service level)."""
+        return {}

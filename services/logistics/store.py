@@ -7,8 +7,9 @@ payment consumer and the dispatch timer lock only orders; the shipment timer onl
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -95,39 +96,42 @@ def episode_from_json(data: Mapping[str, Any]) -> Episode:
 
 # --- shipments ----------------------------------------------------------------------------
 
+# In the order of the Shipment fields, so a row becomes a Shipment without lookups by name
+# (this runs for every scan); empty JSON comes back as null and is never parsed.
 _SHIPMENT_COLUMNS = (
     "shipment_id, order_id, carrier, tracking_number, service_level, destination_city, "
     "dispatched_at, promised_delivery, revised_delivery, revised_at, last_scan_at, "
-    "last_status, last_location, failed_attempts, delivered_at, returned_at, pickup_notified, "
-    "order_ended_at, last_progress_at, source_event_id, source_event_time, episode, check_at"
+    "last_status, last_location, nullif(failed_attempts, '[]'::jsonb), delivered_at, "
+    "returned_at, pickup_notified, order_ended_at, last_progress_at, source_event_id, "
+    "source_event_time, nullif(episode, '{}'::jsonb), check_at"
 )
+_STATUS, _FAILED, _EPISODE, _CHECK_AT = 11, 13, 21, 22
+_NO_EPISODE = Episode()
+# What an ordinary scan changes; a row where nothing else changed is saved with these only.
+_SCAN_FIELDS = (
+    "last_scan_at",
+    "last_status",
+    "last_location",
+    "source_event_id",
+    "source_event_time",
+    "revised_delivery",
+    "revised_at",
+)
+_OTHER_FIELDS = attrgetter(*(f.name for f in fields(Shipment) if f.name not in _SCAN_FIELDS))
 
 
 def _shipment_row(r: asyncpg.Record) -> ShipmentRow:
-    shipment = Shipment(
-        shipment_id=r["shipment_id"],
-        order_id=r["order_id"],
-        carrier=r["carrier"],
-        tracking_number=r["tracking_number"],
-        service_level=r["service_level"],
-        destination_city=r["destination_city"],
-        dispatched_at=r["dispatched_at"],
-        promised_delivery=r["promised_delivery"],
-        revised_delivery=r["revised_delivery"],
-        revised_at=r["revised_at"],
-        last_scan_at=r["last_scan_at"],
-        last_status=TrackingStatus(r["last_status"]) if r["last_status"] else None,
-        last_location=r["last_location"],
-        failed_attempts=tuple(datetime.fromisoformat(t) for t in r["failed_attempts"]),
-        delivered_at=r["delivered_at"],
-        returned_at=r["returned_at"],
-        pickup_notified=r["pickup_notified"],
-        order_ended_at=r["order_ended_at"],
-        last_progress_at=r["last_progress_at"],
-        source_event_id=r["source_event_id"],
-        source_event_time=r["source_event_time"],
+    values = list(r.values())
+    if values[_STATUS] is not None:
+        values[_STATUS] = TrackingStatus(values[_STATUS])
+    failed = values[_FAILED]
+    values[_FAILED] = tuple(map(datetime.fromisoformat, failed)) if failed else ()
+    episode = values[_EPISODE]
+    return ShipmentRow(
+        Shipment(*values[:_EPISODE]),
+        episode_from_json(episode) if episode else _NO_EPISODE,
+        values[_CHECK_AT],
     )
-    return ShipmentRow(shipment, episode_from_json(r["episode"]), r["check_at"])
 
 
 async def lock_shipments(
@@ -170,9 +174,54 @@ async def lock_shipments_of_orders(
     return {r["shipment_id"]: _shipment_row(r) for r in rows}
 
 
-async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
-    if not rows:
-        return
+async def save_shipments(
+    conn: Connection, rows: Sequence[ShipmentRow], before: Mapping[str, ShipmentRow]
+) -> None:
+    """Write what changed since ``before``: most rows only moved on by a scan, and those are
+    written with the few columns a scan changes."""
+    scanned: list[ShipmentRow] = []
+    changed: list[ShipmentRow] = []
+    for row in rows:
+        old = before.get(row.shipment.shipment_id)
+        if (
+            old is None
+            or old.episode != row.episode
+            or _OTHER_FIELDS(old.shipment) != _OTHER_FIELDS(row.shipment)
+        ):
+            changed.append(row)
+        elif old.shipment != row.shipment or old.check_at != row.check_at:
+            scanned.append(row)
+    if scanned:
+        s = [r.shipment for r in scanned]
+        await conn.execute(
+            """
+            UPDATE shipments AS t SET
+                last_scan_at = u.last_scan_at, last_status = u.last_status,
+                last_location = u.last_location, source_event_id = u.source_event_id,
+                source_event_time = u.source_event_time, revised_delivery = u.revised_delivery,
+                revised_at = u.revised_at, check_at = u.check_at, updated_at = now()
+            FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                        $6::timestamptz[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                AS u(shipment_id, last_scan_at, last_status, last_location, source_event_id,
+                     source_event_time, revised_delivery, revised_at, check_at)
+            -- ANY() as well, so rows are found by the primary key, never by a scan.
+            WHERE t.shipment_id = ANY($1::text[]) AND t.shipment_id = u.shipment_id
+            """,
+            [x.shipment_id for x in s],
+            [x.last_scan_at for x in s],
+            [x.last_status.value if x.last_status else None for x in s],
+            [x.last_location for x in s],
+            [x.source_event_id for x in s],
+            [x.source_event_time for x in s],
+            [x.revised_delivery for x in s],
+            [x.revised_at for x in s],
+            [r.check_at for r in scanned],
+        )
+    if changed:
+        await _save_whole_shipments(conn, changed)
+
+
+async def _save_whole_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
     s = [r.shipment for r in rows]
     await conn.execute(
         """
@@ -186,20 +235,20 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
             delivered_at = u.delivered_at, returned_at = u.returned_at,
             pickup_notified = u.pickup_notified, order_ended_at = u.order_ended_at,
             last_progress_at = u.last_progress_at, source_event_id = u.source_event_id,
-            source_event_time = u.source_event_time, episode = u.episode,
+            source_event_time = u.source_event_time, episode = u.episode::jsonb,
             check_at = u.check_at, updated_at = now()
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
                     $11::timestamptz[], $12::text[], $13::text[], $14::text[],
                     $15::timestamptz[], $16::timestamptz[], $17::boolean[], $18::timestamptz[],
-                    $19::timestamptz[], $20::text[], $21::timestamptz[], $22::jsonb[],
+                    $19::timestamptz[], $20::text[], $21::timestamptz[], $22::text[],
                     $23::timestamptz[])
             AS u(shipment_id, order_id, carrier, tracking_number, service_level,
                  destination_city, dispatched_at, promised_delivery, revised_delivery,
                  revised_at, last_scan_at, last_status, last_location, failed_attempts,
                  delivered_at, returned_at, pickup_notified, order_ended_at, last_progress_at,
                  source_event_id, source_event_time, episode, check_at)
-        WHERE t.shipment_id = u.shipment_id
+        WHERE t.shipment_id = ANY($1::text[]) AND t.shipment_id = u.shipment_id
         """,
         [x.shipment_id for x in s],
         [x.order_id for x in s],
@@ -223,7 +272,8 @@ async def save_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
         [x.last_progress_at for x in s],
         [x.source_event_id for x in s],
         [x.source_event_time for x in s],
-        [episode_to_json(r.episode) for r in rows],
+        # A shipment that never had a problem keeps '{}', which is read back without parsing.
+        [json_arg(episode_to_json(r.episode)) if r.episode != _NO_EPISODE else "{}" for r in rows],
         [r.check_at for r in rows],
     )
 
@@ -285,7 +335,7 @@ async def save_orders(conn: Connection, rows: Sequence[OrderRow]) -> None:
                     $10::timestamptz[], $11::jsonb[], $12::timestamptz[])
             AS u(order_id, shop_id, item_title, item_count, paid_at, ended_at, ended_reason,
                  dispatched_at, source_event_id, source_event_time, episode, check_at)
-        WHERE t.order_id = u.order_id
+        WHERE t.order_id = ANY($1::text[]) AND t.order_id = u.order_id
         """,
         [x.order_id for x in o],
         [x.shop_id for x in o],

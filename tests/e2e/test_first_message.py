@@ -98,7 +98,7 @@ async def test_duplicate_events_and_a_redelivered_batch_produce_one_message(
         # Crash the reminder before the tier is due, rewind its consumer group to the start
         # of the topic and start it again: the whole batch is delivered a second time.
         services["reminder"].crash()
-        await _rewind(kafka, "followup-reminder-shop.orders", "shop.orders")
+        await _rewind(kafka, f"followup-reminder-{kafka.prefix}shop.orders", "shop.orders")
         await services["reminder"].start()
         # The restarted consumer really reads the batch again: all three records, as duplicates.
         await eventually(

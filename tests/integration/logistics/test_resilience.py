@@ -38,7 +38,8 @@ async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_next_is_
     assert notice["template"] == "shipment_exception.lost"
     assert escalation["kind"] == "ops_escalation"
     dead = await kafka.read_all("shop.shipments.dlq", expected=4)
-    reasons = [dict(r.headers)["dlq-reason"].decode() for r in dead]
+    # O-2's record sits on another partition: the order across partitions is not fixed.
+    reasons = sorted(dict(r.headers)["dlq-reason"].decode() for r in dead)
     assert reasons[0].startswith("(message): Invalid JSON")
     assert reasons[1] == "data.shipment_id: Field required"
     assert reasons[2].startswith("data.status: Input should be 'info_received'")

@@ -20,7 +20,7 @@ from services.logistics.policy import (
     Shipment,
     Stage,
     apply_dispatch,
-    apply_scan,
+    apply_scans,
     dispatch_deadlines,
     dispatch_problems,
     next_dispatch_check,
@@ -67,7 +67,7 @@ def shipped(*facts: Dispatch | Scan) -> Shipment:
         if isinstance(fact, Dispatch):
             shipment = apply_dispatch(shipment, fact)
         else:
-            shipment, _ = apply_scan(shipment, fact)
+            shipment, _ = apply_scans(shipment, [fact])
     return shipment
 
 
@@ -100,7 +100,7 @@ def test_the_latest_scan_wins_whatever_the_arrival_order() -> None:
 
 def test_an_old_scan_after_delivery_changes_nothing() -> None:
     delivered = shipped(dispatch(), scan(TrackingStatus.DELIVERED, T0 + 30 * H))
-    late_arrival, effect = apply_scan(delivered, scan(TrackingStatus.IN_TRANSIT, T0 + 5 * H))
+    late_arrival, [effect] = apply_scans(delivered, [scan(TrackingStatus.IN_TRANSIT, T0 + 5 * H)])
     assert effect is ScanEffect.OLDER
     assert late_arrival.last_status is TrackingStatus.DELIVERED
     assert late_arrival.delivered_at == T0 + 30 * H
@@ -110,7 +110,7 @@ def test_an_old_scan_after_delivery_changes_nothing() -> None:
 def test_a_repeated_scan_is_recognised_and_counts_once() -> None:
     failed = scan(TrackingStatus.DELIVERY_FAILED, T0 + 5 * H, event_id="a")
     once = shipped(dispatch(), failed)
-    twice, effect = apply_scan(once, replace(failed, event_id="b"))
+    twice, [effect] = apply_scans(once, [replace(failed, event_id="b")])
     assert effect is ScanEffect.REPEATED
     assert twice.failed_attempts == (T0 + 5 * H,)
 
@@ -121,6 +121,18 @@ def test_scans_before_the_dispatch_event_keep_their_facts() -> None:
     assert early.dispatched_at == T0
     assert early.service_level == "express"
     assert early.started_at == T0
+
+
+def test_a_batch_of_scans_merges_like_one_scan_at_a_time() -> None:
+    scans = [
+        scan(TrackingStatus.IN_TRANSIT, T0 + 9 * H, eta="2026-11-27"),
+        scan(TrackingStatus.DELIVERY_FAILED, T0 + 5 * H),
+        scan(TrackingStatus.IN_TRANSIT, T0 + 9 * H, eta="2026-11-27"),
+        scan(TrackingStatus.IN_TRANSIT, T0 + 2 * H),
+    ]
+    together, effects = apply_scans(shipped(dispatch()), scans)
+    assert together == shipped(dispatch(), *scans)
+    assert effects == [ScanEffect.LATEST, ScanEffect.OLDER, ScanEffect.REPEATED, ScanEffect.OLDER]
 
 
 def test_same_time_scans_resolve_the_same_way_in_any_order() -> None:
@@ -169,9 +181,7 @@ def test_an_unknown_service_level_uses_the_default_and_carriers_have_their_own()
 
 
 def test_late_after_the_promised_day_plus_grace() -> None:
-    shipment = shipped(
-        dispatch(eta="2026-11-25"), scan(TrackingStatus.IN_TRANSIT, T0 + 60 * H)
-    )
+    shipment = shipped(dispatch(eta="2026-11-25"), scan(TrackingStatus.IN_TRANSIT, T0 + 60 * H))
     end_of_promised_day = datetime(2026, 11, 26, 0, 0, tzinfo=SHANGHAI)
     assert shipment_problems(shipment, end_of_promised_day + 11 * H, POLICY) == []
     (problem,) = shipment_problems(shipment, end_of_promised_day + 12 * H, POLICY)
@@ -224,11 +234,11 @@ def test_a_second_failed_attempt_is_red() -> None:
 
 def test_a_failed_attempt_stays_the_problem_until_delivered_or_left_for_pickup() -> None:
     failed = shipped(dispatch(), scan(TrackingStatus.DELIVERY_FAILED, T0 + 5 * H))
-    again, _ = apply_scan(failed, scan(TrackingStatus.OUT_FOR_DELIVERY, T0 + 20 * H))
+    again, _ = apply_scans(failed, [scan(TrackingStatus.OUT_FOR_DELIVERY, T0 + 20 * H)])
     (problem,) = shipment_problems(again, T0 + 21 * H, POLICY)
     assert problem.rule is Rule.DELIVERY_FAILED
     assert problem.since == T0 + 5 * H
-    pickup, _ = apply_scan(again, scan(TrackingStatus.AVAILABLE_FOR_PICKUP, T0 + 22 * H))
+    pickup, _ = apply_scans(again, [scan(TrackingStatus.AVAILABLE_FOR_PICKUP, T0 + 22 * H)])
     assert shipment_problems(pickup, T0 + 23 * H, POLICY) == []
 
 
