@@ -312,12 +312,14 @@ def assess_shipment(shipment: Shipment, now: datetime, policy: LogisticsPolicy) 
         # A failed attempt stays the problem until the parcel is delivered or left for
         # pickup: going out for another try is not yet "back on track".
         problems.append(_carrier_exception(shipment, failed, policy))
-    upcoming: list[datetime] = []
+    upcoming: datetime | None = None
     anchor = shipment.anchor
     if anchor is not None:
         yellow, red = policy.stall_thresholds(shipment.carrier, shipment.service_level)
         stalled, stalled_red = anchor + yellow, anchor + red
-        if now >= stalled:
+        if now < stalled:
+            upcoming = stalled
+        else:
             problems.append(
                 _stalled(
                     shipment,
@@ -328,16 +330,14 @@ def assess_shipment(shipment: Shipment, now: datetime, policy: LogisticsPolicy) 
                     policy=policy,
                 )
             )
-        upcoming += (stalled, stalled_red)
+            upcoming = stalled_red if now < stalled_red else None
     late = late_due(shipment, policy)
     if late is not None:
-        if now >= late:
+        if now < late:
+            upcoming = late if upcoming is None or late < upcoming else upcoming
+        else:
             problems.append(_late(shipment, now, late, policy))
-        upcoming.append(late)
-    ahead = [t for t in upcoming if t > now]
-    return Assessment(
-        ranked(problems) if len(problems) > 1 else problems, min(ahead) if ahead else None
-    )
+    return Assessment(ranked(problems) if len(problems) > 1 else problems, upcoming)
 
 
 def shipment_problems(shipment: Shipment, now: datetime, policy: LogisticsPolicy) -> list[Problem]:

@@ -23,6 +23,7 @@ from contracts.shop import (
     PaymentSucceededEvent,
     ShipmentDispatchedEvent,
     ShipmentTrackingEvent,
+    TrackingStatus,
 )
 from followup.clock import Clock
 from followup.db import Connection
@@ -158,7 +159,7 @@ class LogisticsService:
         rows = await store.lock_shipments(conn, orders_by_shipment)
         before = dict(rows)
         moved: set[str] = set()
-        effects: Counter[tuple[str, str]] = Counter()
+        effects: Counter[tuple[TrackingStatus, ScanEffect]] = Counter()
         for dispatch in dispatches:
             row = rows[dispatch.shipment_id]
             _same_order(row.shipment, dispatch.order_id, dispatch.event_id)
@@ -173,11 +174,11 @@ class LogisticsService:
             shipment, outcomes = apply_scans(row.shipment, its_scans)
             rows[shipment_id] = ShipmentRow(shipment, row.episode, row.check_at)
             for scan, effect in zip(its_scans, outcomes, strict=True):
-                effects[(scan.status.value, effect.value)] += 1
+                effects[(scan.status, effect)] += 1
             if ScanEffect.LATEST in outcomes:
                 moved.add(shipment_id)
         for (status, outcome), count in effects.items():
-            self._metrics.scans.labels(status, outcome).inc(count)
+            self._metrics.scans.labels(status.value, outcome.value).inc(count)
 
         out = Effects()
         # An order is dispatched as soon as any of its parcels is seen: a dispatch event, or

@@ -114,8 +114,6 @@ _SCAN_FIELDS = (
     "last_location",
     "source_event_id",
     "source_event_time",
-    "revised_delivery",
-    "revised_at",
 )
 _OTHER_FIELDS = attrgetter(*(f.name for f in fields(Shipment) if f.name not in _SCAN_FIELDS))
 
@@ -186,10 +184,11 @@ async def save_shipments(
         if (
             old is None
             or old.episode != row.episode
+            or old.check_at != row.check_at
             or _OTHER_FIELDS(old.shipment) != _OTHER_FIELDS(row.shipment)
         ):
             changed.append(row)
-        elif old.shipment != row.shipment or old.check_at != row.check_at:
+        elif old.shipment != row.shipment:
             scanned.append(row)
     if scanned:
         s = [r.shipment for r in scanned]
@@ -198,12 +197,11 @@ async def save_shipments(
             UPDATE shipments AS t SET
                 last_scan_at = u.last_scan_at, last_status = u.last_status,
                 last_location = u.last_location, source_event_id = u.source_event_id,
-                source_event_time = u.source_event_time, revised_delivery = u.revised_delivery,
-                revised_at = u.revised_at, check_at = u.check_at, updated_at = now()
+                source_event_time = u.source_event_time, updated_at = now()
             FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                        $6::timestamptz[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                        $6::timestamptz[])
                 AS u(shipment_id, last_scan_at, last_status, last_location, source_event_id,
-                     source_event_time, revised_delivery, revised_at, check_at)
+                     source_event_time)
             -- ANY() as well, so rows are found by the primary key, never by a scan.
             WHERE t.shipment_id = ANY($1::text[]) AND t.shipment_id = u.shipment_id
             """,
@@ -213,9 +211,6 @@ async def save_shipments(
             [x.last_location for x in s],
             [x.source_event_id for x in s],
             [x.source_event_time for x in s],
-            [x.revised_delivery for x in s],
-            [x.revised_at for x in s],
-            [r.check_at for r in scanned],
         )
     if changed:
         await _save_whole_shipments(conn, changed)
