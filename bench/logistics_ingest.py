@@ -86,7 +86,7 @@ async def main(shipments: int, scans: int, batch: int) -> None:
         now = datetime.now(UTC)
         total = await stack.publish_all("shop.shipments", shipment_events(shipments, scans, now))
         settings = LogisticsSettings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             kafka_bootstrap_servers=stack.bootstrap,
             kafka_topic_prefix=stack.prefix,
             kafka_idempotent_producer=False,

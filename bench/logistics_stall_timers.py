@@ -101,7 +101,7 @@ async def main(open_shipments: int, due: int, seconds: float) -> None:
         await load(stack.dsn, open_shipments, due, (start, seconds))
         print(f"loaded {open_shipments:,} open shipments in {time.perf_counter() - loaded:.0f}s")
         settings = LogisticsSettings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             kafka_bootstrap_servers=stack.bootstrap,
             kafka_topic_prefix=stack.prefix,
             kafka_idempotent_producer=False,
@@ -135,6 +135,7 @@ async def main(open_shipments: int, due: int, seconds: float) -> None:
                 FROM fired
                 """
             )
+            assert stats is not None  # noqa: S101 - an aggregate always returns a row
             still_due = await db.fetchval(
                 "SELECT count(*) FROM logistics.timers WHERE due_at <= now()"
             )
