@@ -233,6 +233,7 @@ def apply_scans(shipment: Shipment, scans: Sequence[Scan]) -> tuple[Shipment, li
 class Order:
     order_id: str
     shop_id: str | None = None
+    customer_id: str | None = None
     item_title: str | None = None
     item_count: int | None = None
     paid_at: datetime | None = None

@@ -255,6 +255,7 @@ class LogisticsService:
             order = replace(
                 row.order,
                 shop_id=data.shop_id,
+                customer_id=data.customer.id,
                 item_title=data.items[0].title,
                 item_count=sum(i.quantity for i in data.items),
             )

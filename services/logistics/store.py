@@ -276,7 +276,7 @@ async def _save_whole_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -
 # --- orders -------------------------------------------------------------------------------
 
 _ORDER_COLUMNS = (
-    "order_id, shop_id, item_title, item_count, paid_at, ended_at, ended_reason, "
+    "order_id, shop_id, customer_id, item_title, item_count, paid_at, ended_at, ended_reason, "
     "dispatched_at, source_event_id, source_event_time, episode, check_at"
 )
 
@@ -285,6 +285,7 @@ def _order_row(r: asyncpg.Record) -> OrderRow:
     order = Order(
         order_id=r["order_id"],
         shop_id=r["shop_id"],
+        customer_id=r["customer_id"],
         item_title=r["item_title"],
         item_count=r["item_count"],
         paid_at=r["paid_at"],
@@ -320,20 +321,23 @@ async def save_orders(conn: Connection, rows: Sequence[OrderRow]) -> None:
     await conn.execute(
         """
         UPDATE orders AS t SET
-            shop_id = u.shop_id, item_title = u.item_title, item_count = u.item_count,
+            shop_id = u.shop_id, customer_id = u.customer_id, item_title = u.item_title,
+            item_count = u.item_count,
             paid_at = u.paid_at, ended_at = u.ended_at,
             ended_reason = u.ended_reason, dispatched_at = u.dispatched_at,
             source_event_id = u.source_event_id, source_event_time = u.source_event_time,
             episode = u.episode, check_at = u.check_at, updated_at = now()
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
-                    $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[],
-                    $10::timestamptz[], $11::jsonb[], $12::timestamptz[])
-            AS u(order_id, shop_id, item_title, item_count, paid_at, ended_at, ended_reason,
-                 dispatched_at, source_event_id, source_event_time, episode, check_at)
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+                    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::timestamptz[],
+                    $10::text[], $11::timestamptz[], $12::jsonb[], $13::timestamptz[])
+            AS u(order_id, shop_id, customer_id, item_title, item_count, paid_at, ended_at,
+                 ended_reason, dispatched_at, source_event_id, source_event_time, episode,
+                 check_at)
         WHERE t.order_id = ANY($1::text[]) AND t.order_id = u.order_id
         """,
         [x.order_id for x in o],
         [x.shop_id for x in o],
+        [x.customer_id for x in o],
         [x.item_title for x in o],
         [x.item_count for x in o],
         [x.paid_at for x in o],

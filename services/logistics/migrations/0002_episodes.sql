@@ -36,6 +36,7 @@ CREATE INDEX IF NOT EXISTS shipments_open_episodes ON shipments ((episode ->> 's
 CREATE TABLE IF NOT EXISTS orders (
     order_id          text PRIMARY KEY,
     shop_id           text,
+    customer_id       text,     -- for `followup history --customer`; never in a command
     item_title        text,     -- what the customer bought, so messages can name it
     item_count        integer,
     paid_at           timestamptz,
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS orders (
     check_at          timestamptz,
     updated_at        timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id);
 CREATE INDEX IF NOT EXISTS orders_open_episodes ON orders ((episode ->> 'severity'))
     WHERE (episode ->> 'is_open') = 'true';
 
