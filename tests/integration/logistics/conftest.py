@@ -56,8 +56,8 @@ class Logistics:
     async def ship(self, *events: dict[str, Any]) -> None:
         await self.publish("shop.shipments", *events)
 
-    async def applied(self, count: int, topic: str = "shop.shipments") -> None:
-        """Wait until ``count`` events of the topic were consumed (processed or duplicate)."""
+    async def applied(self, count: int) -> None:
+        """Wait until ``count`` distinct events (of any topic) were consumed."""
         await eventually(
             lambda: self.db.fetchval("SELECT count(*) FROM logistics.inbox"),
             lambda n: n >= count,

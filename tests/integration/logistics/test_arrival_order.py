@@ -43,6 +43,12 @@ def story(order_id: str, shipment_id: str) -> list[dict[str, Any]]:
     ]
 
 
+async def state(s: Logistics, shipment_id: str) -> Any:
+    row = await s.db.fetchrow(STATE, shipment_id)
+    assert row is not None
+    return row
+
+
 def comparable(message: Any) -> Any:
     """A message with the shipment's own ids (and its tracking number) taken out."""
     if isinstance(message, dict):
@@ -68,8 +74,8 @@ async def test_scrambled_and_repeated_events_end_exactly_like_events_in_order(
     await s.ship(*in_order)
     await s.ship(*scrambled)
     await s.applied(len(in_order) + 5)  # 5 distinct ids among the scrambled 7
-    state_in = dict(await s.db.fetchrow(STATE, "S-IN"))
-    state_out = dict(await s.db.fetchrow(STATE, "S-OUT"))
+    state_in = dict(await state(s, "S-IN"))
+    state_out = dict(await state(s, "S-OUT"))
     assert state_in == state_out
     assert state_in["last_location"] == "上海"
     assert state_in["revised_delivery"] == "2026-11-27"
@@ -96,8 +102,8 @@ async def test_scrambled_and_repeated_events_end_exactly_like_events_in_order(
     await s.sent(4)
     assert comparable(s.of("S-IN")[1]) == comparable(s.of("S-OUT")[1])
     assert s.of("S-IN")[1]["template"] == "shipment_update.delivered"
-    final_in = dict(await s.db.fetchrow(STATE, "S-IN"))
-    final_out = dict(await s.db.fetchrow(STATE, "S-OUT"))
+    final_in = dict(await state(s, "S-IN"))
+    final_out = dict(await state(s, "S-OUT"))
     assert final_in == final_out
     assert final_in["last_status"] == "delivered"
     await s.advance(72 * H)

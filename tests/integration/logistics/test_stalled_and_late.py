@@ -159,6 +159,7 @@ async def test_late_uses_the_revised_estimate_and_delivery_closes_with_thanks(
     row = await s.db.fetchrow(
         "SELECT last_status, delivered_at FROM logistics.shipments WHERE shipment_id = 'S-2'"
     )
+    assert row is not None
     assert row["last_status"] == "delivered"
     await s.advance(48 * H)
     await s.sent(2)

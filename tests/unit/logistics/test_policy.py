@@ -79,7 +79,7 @@ def rules(problems: list[Problem]) -> list[tuple[Rule, Severity]]:
 
 
 def test_the_latest_scan_wins_whatever_the_arrival_order() -> None:
-    facts = [
+    facts: list[Dispatch | Scan] = [
         dispatch(),
         scan(TrackingStatus.IN_TRANSIT, T0 + 2 * H, location="杭州"),
         scan(TrackingStatus.DELIVERY_FAILED, T0 + 20 * H, location="上海"),
