@@ -2,6 +2,7 @@
 cancelled order's episodes close without a message and its pending notices are withdrawn."""
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,26 @@ async def test_a_cancelled_order_closes_silently_and_withdraws_pending_notices(
     await s.publish("shop.orders", unrelated)
     await s.applied(5)
     assert len([c for c in s.commands if c["type"] == "followup.notification.cancel"]) == 1
+
+
+async def test_on_time_progress_messages_are_optional_and_throttled(logistics_with: Any) -> None:
+    s: Logistics = await logistics_with(
+        '[logistics]\nprogress_updates = true\nprogress_min_interval = "12h"\n'
+    )
+    await s.ship(
+        dispatched("O-P", "S-P", at=T0),
+        scanned("O-P", "S-P", "in_transit", at=T0, location="杭州转运中心"),
+    )
+    (first,) = await s.sent(1)
+    assert first["template"] == "shipment_update.progress"
+    assert first["priority"] == "low"
+    assert first["variables"]["location"] == "杭州转运中心"
+    assert first["meta"]["severity"] == "green"
+    await s.ship(scanned("O-P", "S-P", "in_transit", at=T0 + H, location="嘉兴"))
+    await s.applied(3)
+    await s.sent(1)  # within progress_min_interval: nothing
+    await s.advance(13 * H)
+    await s.ship(scanned("O-P", "S-P", "out_for_delivery", at=T0 + 13 * H, location="上海浦东"))
+    second = (await s.sent(2))[1]
+    assert second["variables"]["location"] == "上海浦东"
+    assert second["idempotency_key"] != first["idempotency_key"]
