@@ -1,6 +1,7 @@
 """The logistics decisions about an order, or every order of a customer: each notice,
 follow-up, closing message and escalation, with its rule and evidence."""
 
+import json
 from typing import Any
 
 from followup.db import Connection
@@ -21,7 +22,11 @@ _SHOWN = (
 )
 
 
-def _detail(rule: str | None, severity: str | None, evidence: dict[str, Any]) -> str:
+def _detail(rule: str | None, severity: str | None, evidence: dict[str, Any] | str) -> str:
+    # `followup history` connects without the services' jsonb codec: the text arrives as is.
+    if isinstance(evidence, str):
+        evidence = json.loads(evidence)
+        assert isinstance(evidence, dict)  # noqa: S101 - written by record_notices
     shown = [f"{k}={evidence[k]}" for k in _SHOWN if evidence.get(k) is not None]
     head = ", ".join(p for p in (rule, severity) if p)
     return "; ".join(p for p in (head, ", ".join(shown)) if p)

@@ -1,11 +1,14 @@
 """Paid but not dispatched: working days on the mainland China calendar (make-up workdays
 included), cancellations, parcels seen before the payment, clock-time promises and red."""
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from followup import cli
 from tests.harness import order_created, payment_succeeded
 from tests.integration.logistics.conftest import SHANGHAI, T0, Logistics
 from tests.integration.logistics.events import cancelled, dispatched, scanned
@@ -18,7 +21,7 @@ MONDAY = datetime(2026, 10, 12, 10, 0, tzinfo=SHANGHAI)
 
 
 async def test_dispatch_late_counts_working_days_with_the_make_up_saturday(
-    logistics_with: Any,
+    logistics_with: Any, database: str
 ) -> None:
     s: Logistics = await logistics_with(at=FRIDAY - H)
     for order_id in ("O-D1", "O-D2", "O-D3", "O-D4"):
@@ -76,6 +79,24 @@ async def test_dispatch_late_counts_working_days_with_the_make_up_saturday(
     assert closing["variables"]["expected_delivery"] == "2026-10-15"
     assert closing["meta"]["resolution"] == "dispatched"
     assert await s.timer("dispatch_check", "O-D1") is None
+
+    # Staff see both decisions, with the rule and its evidence, in the order's history.
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli.app, ["history", "--order", "O-D1"], env={"DATABASE_URL": database}
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "logistics" in line]
+    assert len(lines) == 2
+    assert "dispatch_delay notice" in lines[0]
+    assert "dispatch_late, yellow; dispatch_due=" in lines[0]
+    assert "shipment_update closing" in lines[1]
+    by_customer = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli.app,
+        ["history", "--customer", "C-1"],
+        env={"DATABASE_URL": database},
+    )
+    assert "O-D1" in by_customer.output
 
 
 async def test_a_clock_time_promise_follows_up_and_turns_red(logistics_with: Any) -> None:
