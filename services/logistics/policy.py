@@ -16,7 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts.shop import TrackingStatus
-from services.logistics.settings import CarrierException, LogisticsPolicy, Severity
+from services.logistics.settings import (
+    MAX_FOLLOWUP_INTERVAL,
+    CarrierException,
+    LogisticsPolicy,
+    Severity,
+)
 from services.logistics.working_days import WorkingCalendar
 
 Evidence = Mapping[str, Any]
@@ -595,6 +600,26 @@ def reconcile(
     return _escalate(_continue(episode, problems, now, policy), problems)
 
 
+def promised_update(now: datetime, after: timedelta, policy: LogisticsPolicy) -> datetime:
+    """When we promise the next update: ``after`` from now, but in the shop's daytime.
+
+    A promise of "an update by 02:40" helps nobody: a time at night moves to the next
+    morning when that still keeps the 24-hour promise, else to the evening before.
+    """
+    due = now + after
+    zone = ZoneInfo(policy.timezone)
+    local = due.astimezone(zone)
+    start, end = policy.updates_from, policy.updates_until
+    if start <= local.time() < end:
+        return due
+    day = local.date() if local.time() < start else local.date() + timedelta(days=1)
+    morning = datetime.combine(day, start, zone)
+    if morning - now <= MAX_FOLLOWUP_INTERVAL:
+        return morning
+    evening = datetime.combine(day - timedelta(days=1), end, zone)
+    return evening if evening > now + policy.min_gap else due
+
+
 def _worst(problems: Sequence[Problem], floor: Severity = Severity.GREEN) -> Severity:
     return max((floor, *(p.severity for p in problems)), key=lambda s: s.rank)
 
@@ -618,7 +643,7 @@ def _open(
         told=frozenset(p.rule for p in problems),
         severity=_worst(problems),
         last_notice_at=now,
-        next_update_at=now + policy.first_followup_after,
+        next_update_at=promised_update(now, policy.first_followup_after, policy),
     )
     message = Message(Stage.NOTICE, problems[0], tuple(problems))
     return Step(opened, message, wake_at=opened.next_update_at, events=("opened",))
@@ -641,7 +666,9 @@ def _continue(
         if not turned_red and now < held_until:
             return Step(episode, wake_at=held_until)
         lead = problems[0] if turned_red else ranked(news)[0]
-        updated = replace(told, next_update_at=now + policy.first_followup_after)
+        updated = replace(
+            told, next_update_at=promised_update(now, policy.first_followup_after, policy)
+        )
         message = Message(Stage.UPDATE, lead, tuple(problems))
         return Step(updated, message, wake_at=updated.next_update_at)
     due = episode.next_update_at or now
@@ -653,7 +680,9 @@ def _continue(
             handed, Message(Stage.HANDOVER, problems[0], tuple(problems)), events=("handed_over",)
         )
     followed = replace(
-        told, followups=episode.followups + 1, next_update_at=now + policy.followup_every
+        told,
+        followups=episode.followups + 1,
+        next_update_at=promised_update(now, policy.followup_every, policy),
     )
     message = Message(Stage.FOLLOWUP, problems[0], tuple(problems))
     return Step(followed, message, wake_at=followed.next_update_at)

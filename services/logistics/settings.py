@@ -4,7 +4,7 @@ Every threshold of issue 4 is here with its default; ``deploy/followup.toml`` do
 for shop staff.
 """
 
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Literal, Self
@@ -182,6 +182,13 @@ class LogisticsPolicy(PolicySection):
         description="Least time between two messages about one problem (red news and the "
         "closing message are never held back).",
     )
+    updates_from: time = Field(
+        default=time(8, 0),
+        description="Promised update times fall in the shop's daytime, from this time ...",
+    )
+    updates_until: time = Field(
+        default=time(22, 0), description="... until this time (shop's timezone)."
+    )
     max_followups: int = Field(
         default=7,
         ge=1,
@@ -219,6 +226,8 @@ class LogisticsPolicy(PolicySection):
                 raise ValueError(f"stalled_after and stalled_red_after need '{level.value}'")
             if self.stalled_red_after[level] <= self.stalled_after[level]:
                 raise ValueError(f"stalled_red_after.{level.value} must exceed stalled_after")
+        if self.updates_from >= self.updates_until:
+            raise ValueError("updates_from must be earlier than updates_until")
         missing = set(CarrierException) - set(self.exception_severity)
         if missing:
             raise ValueError(f"exception_severity lacks {', '.join(sorted(missing))}")

@@ -25,6 +25,7 @@ from services.logistics.policy import (
     dispatch_problems,
     next_dispatch_check,
     next_shipment_check,
+    promised_update,
     reconcile,
     shipment_problems,
     shipment_resolution,
@@ -475,6 +476,17 @@ def test_after_the_last_follow_up_a_person_takes_over() -> None:
     done = reconcile(handover.episode, [], Resolution.DELIVERED, T0 + 70 * H, policy)
     assert done.message is not None
     assert done.message.stage is Stage.CLOSING
+
+
+def test_promised_updates_fall_in_the_shops_daytime() -> None:
+    at = datetime(2026, 11, 23, 20, 40, tzinfo=SHANGHAI)
+    # 6 h after 20:40 is 02:40: promised for 08:00 instead (11 h 20 min, within a day).
+    assert promised_update(at, 6 * H, POLICY) == datetime(2026, 11, 24, 8, 0, tzinfo=SHANGHAI)
+    # 24 h after 23:30 is 23:30 again; the next morning would break the daily promise, so
+    # the evening before it.
+    late = datetime(2026, 11, 23, 23, 30, tzinfo=SHANGHAI)
+    assert promised_update(late, 24 * H, POLICY) == datetime(2026, 11, 24, 22, 0, tzinfo=SHANGHAI)
+    assert promised_update(T0, 6 * H, POLICY) == T0 + 6 * H  # 16:00 stays
 
 
 # --- policy file ------------------------------------------------------------------------------
