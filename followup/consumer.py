@@ -38,6 +38,28 @@ EventProcessor = Callable[[Connection, Sequence[E]], Awaitable[AfterCommit | Non
 _MAX_REASON_CHARS = 2000
 
 
+class PendingBatches:
+    """Counts fetched batches that could not be stored yet (the database is away).
+
+    The timer loop waits while any is pending: after an outage the payment that arrived
+    during it must be stored before the reminder timer that fell due during it fires, or the
+    customer gets a reminder for an order they have already paid."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def enter(self) -> None:
+        self._count += 1
+        self.drained.clear()
+
+    def leave(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self.drained.set()
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     record: ConsumerRecord[bytes, bytes]
@@ -103,6 +125,7 @@ class BatchConsumer(Generic[E]):
         pool: Callable[[], asyncpg.Pool],
         dead_letters: DeadLetters,
         metrics: RuntimeMetrics,
+        pending: PendingBatches,
         deduplicate: bool = True,
         retry_budget_s: float = 30.0,
     ) -> None:
@@ -112,6 +135,7 @@ class BatchConsumer(Generic[E]):
         self._pool = pool
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._pending = pending
         self._deduplicate = deduplicate
         self._retry_budget_s = retry_budget_s
 
@@ -134,25 +158,39 @@ class BatchConsumer(Generic[E]):
     ) -> None:
         deadline = time.monotonic() + self._retry_budget_s
         delay = 0.2
-        while True:
-            try:
-                await self._store(received)
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.warning("batch failed, storing its events one by one: %r", exc)
-                    await self._store_one_by_one(received)
+        waiting = False
+        try:
+            while True:
+                try:
+                    await self._store(received)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        log.warning("batch failed, storing its events one by one: %r", exc)
+                        await self._store_one_by_one(received)
+                        return
+                    self._metrics.transient_errors.labels("consumer").inc()
+                    if time.monotonic() + delay > deadline:
+                        # Give the batch back uncommitted; the subscriber rewinds and
+                        # refetches it.
+                        raise
+                    if not waiting:
+                        waiting = True
+                        self._pending.enter()
+                        self._metrics.batches_waiting.labels(self._topic).inc()
+                    log.warning(
+                        "cannot store batch of %s yet, retrying in %.1fs: %s",
+                        self._topic,
+                        delay,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                else:
                     return
-                self._metrics.transient_errors.labels("consumer").inc()
-                if time.monotonic() + delay > deadline:
-                    # Give the batch back uncommitted; the subscriber rewinds and refetches it.
-                    raise
-                log.warning(
-                    "cannot store batch of %s yet, retrying in %.1fs: %s", self._topic, delay, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                return
+        finally:
+            if waiting:
+                self._pending.leave()
+                self._metrics.batches_waiting.labels(self._topic).dec()
 
     async def _store(self, received: Sequence[tuple[ConsumerRecord[bytes, bytes], E]]) -> None:
         started = time.perf_counter()

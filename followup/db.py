@@ -76,7 +76,15 @@ async def create_pool(
                 min_size=1,
                 max_size=size,
                 init=_init_connection,
-                server_settings={"search_path": f"{schema},public", "application_name": schema},
+                server_settings={
+                    "search_path": f"{schema},public",
+                    "application_name": schema,
+                    # asyncpg prepares and caches statements; after five runs PostgreSQL may
+                    # switch to a generic plan, which for the timer claim (due_at <= $1) is a
+                    # sequential scan. Every statement here handles a batch, so planning each
+                    # run with its values costs little and keeps the index plans.
+                    "plan_cache_mode": "force_custom_plan",
+                },
             )
         except Exception as exc:
             if not is_transient(exc) or time.monotonic() + delay > deadline:

@@ -29,6 +29,12 @@ class RuntimeMetrics:
             ["component"],
             registry=registry,
         )
+        self.batches_waiting = Gauge(
+            "followup_consumer_batches_waiting",
+            "Fetched batches that cannot be stored yet (database away); timers wait for them.",
+            ["topic"],
+            registry=registry,
+        )
         self.outbox_published = Counter(
             "followup_outbox_published_total",
             "Messages published from the outbox.",

@@ -28,7 +28,7 @@ from contracts.codec import EventDecoder
 from contracts.envelope import CloudEvent
 from contracts.topics import Topic
 from followup.clock import Clock, SystemClock
-from followup.consumer import BatchConsumer, DeadLetters, EventProcessor
+from followup.consumer import BatchConsumer, DeadLetters, EventProcessor, PendingBatches
 from followup.db import create_pool, migrate, service_migrations
 from followup.inbox import purge_inbox
 from followup.kafka import TopicNames, consumer_group, create_broker
@@ -100,6 +100,7 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._wakeups: dict[str, Callable[[], None]] = {}
+        self._pending_batches = PendingBatches()
         self.timers = TimerLoop(
             pool=self.pool,
             clock=self.clock,
@@ -109,6 +110,7 @@ class ServiceRuntime:
             poll_interval_s=settings.timer_poll_interval_s,
             max_attempts=settings.timer_max_attempts,
             workers=settings.timer_workers,
+            ready=self._pending_batches.drained,
         )
         self.outbox = OutboxRelay(
             schema=self.schema,
@@ -168,6 +170,7 @@ class ServiceRuntime:
                 group_id=group_id,
             ),
             metrics=self.metrics,
+            pending=self._pending_batches,
             deduplicate=deduplicate,
         )
 

@@ -133,6 +133,7 @@ class TimerLoop:
         batch_size: int,
         poll_interval_s: float,
         max_attempts: int,
+        ready: asyncio.Event | None = None,
         workers: int = 1,
     ) -> None:
         self._pool = pool
@@ -142,6 +143,7 @@ class TimerLoop:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._max_attempts = max_attempts
+        self._ready = ready
         self._workers = workers
         self._wakeup = asyncio.Event()
         clock.on_change(self.wake)
@@ -158,6 +160,10 @@ class TimerLoop:
         delay = 0.1
         while not stop.is_set():
             self._wakeup.clear()
+            if self._ready is not None and not self._ready.is_set():
+                # Events already fetched are stored before any timer fires (PendingBatches).
+                await wait_for_any(stop, self._poll_interval_s, self._ready)
+                continue
             try:
                 while await self.fire_due() == self._batch_size and not stop.is_set():
                     pass

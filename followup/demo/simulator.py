@@ -2,7 +2,8 @@
 
 Each story is a customer and what happens to their order: paid at once, paid after a
 reminder, never paid, cancelled, shipped and delivered, stuck in transit, lost, returned,
-refunded late, a return never sent back, a return declined.
+refunded late, a return never sent back, a return declined, dispatched late, held up and
+then moving again.
 Time is compressed: one story minute lasts ``minute_s`` real seconds, and event times are
 real times, so the stack's policy (``deploy/demo.toml``) is compressed the same way.
 """
@@ -339,8 +340,20 @@ def stories(
         items = rng.sample(_ITEMS, k=rng.randint(1, 2))
         return Story(start, minute_s, f"{prefix}{n}", customers[n % len(customers)], items)
 
-    yield story(1).created(0, deadline_minutes=4).paid(0.1)  # paid at once: confirmation only
-    yield story(2).created(0.2, deadline_minutes=4).paid(1.2)  # paid after the first reminder
+    yield (
+        story(1)
+        .created(0, deadline_minutes=4)
+        .paid(0.1)  # paid at once: confirmation only, shipped and delivered on time
+        .dispatched(1.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
+        .scan(2.0, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+    )
+    yield (
+        story(2)
+        .created(0.2, deadline_minutes=4)
+        .paid(1.2)  # paid after the first reminder, then shipped on time
+        .dispatched(1.5, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
+        .scan(2.5, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+    )
     yield (
         story(3).created(0.3, deadline_minutes=4).closed(4.3)
     )  # never paid: every tier, then closed
@@ -410,6 +423,23 @@ def stories(
         .scan(1.4, TrackingStatus.DELIVERED, "上海浦东", "已签收")
         .aftersale(1.7, "requested", f"R-{prefix}11", reason="不喜欢")
         .aftersale(2.2, "rejected", f"R-{prefix}11", reason="商品已拆封使用，影响二次销售")
+    )
+    yield (
+        story(9)
+        .created(0.85, deadline_minutes=4)
+        .paid(0.9)  # the warehouse is slow: dispatch late, then "on its way"
+        .dispatched(3.0, service_level=ServiceLevel.EXPRESS, eta_minutes=2)
+        .scan(3.3, TrackingStatus.IN_TRANSIT, "杭州转运中心", "已发出")
+        .scan(4.0, TrackingStatus.DELIVERED, "上海浦东", "已签收")
+    )
+    yield (
+        story(10)
+        .created(0.9, deadline_minutes=4)
+        .paid(0.95)  # no scans for a while, then moving again: "back on track"
+        .dispatched(1.1, service_level=ServiceLevel.EXPRESS, eta_minutes=4)
+        .scan(1.2, TrackingStatus.IN_TRANSIT, "广州转运中心", "已发出")
+        .scan(3.8, TrackingStatus.IN_TRANSIT, "南京转运中心", "运输中")
+        .scan(4.6, TrackingStatus.DELIVERED, "上海浦东", "已签收")
     )
 
 

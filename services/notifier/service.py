@@ -29,7 +29,7 @@ from contracts.notifications import (
     NotificationSuppressedEvent,
     SendNotificationCommand,
 )
-from contracts.shop import OrderCancelledEvent, OrderClosedEvent, OrderCreatedEvent
+from contracts.shop import OrderCreatedEvent, OrderEvent
 from contracts.topics import Topic
 from followup.clock import Clock
 from followup.db import Connection, is_transient
@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 SOURCE = "followup/notifier"
 
 Command = SendNotificationCommand | CancelNotificationCommand | ContactPreferenceCommand
-OrderEvent = OrderCreatedEvent | OrderCancelledEvent | OrderClosedEvent
 
 _STATUS_EVENTS: dict[DeliveryStatus, type[CloudEvent]] = {
     DeliveryStatus.SENT: NotificationSentEvent,

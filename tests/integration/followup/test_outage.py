@@ -7,7 +7,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from followup.clock import ManualClock
 from followup.kafka import consumer_group
@@ -40,24 +39,6 @@ async def bring_back(admin: asyncpg.Connection, database: str) -> None:
     await admin.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")
 
 
-async def committed_offsets(kafka: Kafka) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id=consumer_group("reminder", kafka.prefix + "shop.orders"),
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(kafka.prefix + "shop.orders") or set()
-        offsets = [
-            await consumer.committed(TopicPartition(kafka.prefix + "shop.orders", p))
-            for p in partitions
-        ]
-        return sum(o or 0 for o in offsets)
-    finally:
-        await consumer.stop()
-
-
 async def test_outage_holds_commits_and_loses_nothing(
     kafka: Kafka, database: str, admin: asyncpg.Connection
 ) -> None:
@@ -78,7 +59,11 @@ async def test_outage_holds_commits_and_loses_nothing(
         finally:
             await probe.close()
         before = await eventually(
-            lambda: committed_offsets(kafka), lambda n: n == 1, what="first commit"
+            lambda: kafka.committed(
+                consumer_group("reminder", kafka.prefix + "shop.orders"), "shop.orders"
+            ),
+            lambda n: n == 1,
+            what="first commit",
         )
 
         await take_down(admin, database)
@@ -93,7 +78,12 @@ async def test_outage_holds_commits_and_loses_nothing(
                 lambda n: n >= 3,
                 what="retries during the outage",
             )
-            assert await committed_offsets(kafka) == before
+            assert (
+                await kafka.committed(
+                    consumer_group("reminder", kafka.prefix + "shop.orders"), "shop.orders"
+                )
+                == before
+            )
         finally:
             await bring_back(admin, database)
 
@@ -110,6 +100,10 @@ async def test_outage_holds_commits_and_loses_nothing(
         finally:
             await probe.close()
         await eventually(
-            lambda: committed_offsets(kafka), lambda n: n == 11, what="commits resumed"
+            lambda: kafka.committed(
+                consumer_group("reminder", kafka.prefix + "shop.orders"), "shop.orders"
+            ),
+            lambda n: n == 11,
+            what="commits resumed",
         )
     assert await kafka.read_all("shop.orders.dlq", expected=1, timeout_s=1) == []

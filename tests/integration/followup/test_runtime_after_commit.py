@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.codec import ORDER_EVENTS
 from followup.clock import ManualClock
-from followup.consumer import BatchConsumer, DeadLetters
+from followup.consumer import BatchConsumer, DeadLetters, PendingBatches
 from followup.db import (
     RUNTIME_MIGRATIONS,
     Connection,
@@ -137,6 +137,7 @@ async def test_consumed_batches_work_after_commit_once(pool: asyncpg.Pool) -> No
         pool=lambda: pool,
         dead_letters=_NoDeadLetters(),
         metrics=RuntimeMetrics(CollectorRegistry()),
+        pending=PendingBatches(),
     )
     event = order_created("O-1", at=T0, deadline=T0 + timedelta(hours=1), event_id="e-1")
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
