@@ -1,9 +1,9 @@
 """Ingest through the reminder service: ``order.created`` events per second, one instance.
 
 Publishes the events first, then runs ``followup run reminder`` and times from the first
-event recorded to the moment the consumer group has committed every offset: validation,
-deduplication, segments, order rows, three tier timers and three decisions per order, and
-offset commits, all included.
+order stored to the moment the consumer group has committed every offset: validation,
+segments, order rows (the order id is the idempotency key, so no inbox), three tier timers
+and three decisions per order, and offset commits, all included.
 
     .venv/bin/python -m bench.reminder_ingest [--events 100000]
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import asyncpg
 
 from bench.environment import bench_stack, machine, report
-from bench.reminder_service import committed_offsets, reminder_process, wait_until
-from followup.kafka import consumer_group
+from bench.reminder_service import reminder_process, wait_until
+from followup.kafka import committed_offsets, consumer_group
 
 
 def order_event(n: int, at: datetime) -> bytes:
@@ -77,18 +77,21 @@ async def main(events: int) -> None:
         async with reminder_process(stack, policy) as process:
             await wait_until(
                 lambda: conn.fetchval(
-                    "SELECT to_regclass('reminder.inbox') IS NOT NULL "
-                    "AND EXISTS (SELECT 1 FROM reminder.inbox)"
+                    "SELECT to_regclass('reminder.orders') IS NOT NULL "
+                    "AND EXISTS (SELECT 1 FROM reminder.orders)"
                 ),
                 0.05,
             )
             started = time.perf_counter()
 
             async def stored_all() -> bool:
-                return bool(await conn.fetchval("SELECT count(*) FROM reminder.inbox") >= events)
+                return bool(await conn.fetchval("SELECT count(*) FROM reminder.orders") >= events)
 
             async def committed_all() -> bool:
-                return await committed_offsets(stack, "shop.orders", group) >= events
+                return (
+                    await committed_offsets(stack.bootstrap, group, stack.prefix + "shop.orders")
+                    >= events
+                )
 
             # Cheap polling while the service works (the bench shares the machine with it),
             # then the offsets, which are committed right after each batch's transaction.

@@ -1,5 +1,5 @@
-"""What the reminder benchmarks share: the service as its own process (as operators run it),
-its resident memory, and its consumer group's committed offsets."""
+"""What the reminder benchmarks share: the service as its own process (as operators run it)
+and its resident memory."""
 
 import asyncio
 import os
@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.environment import BenchStack
 from followup.stack.embedded import free_port
@@ -67,21 +66,3 @@ async def wait_until(probe: Callable[[], Awaitable[bool]], interval_s: float) ->
     """Poll another process's progress (nothing to await but its effects)."""
     while not await probe():  # noqa: ASYNC110 - the progress is another process's
         await asyncio.sleep(interval_s)
-
-
-async def committed_offsets(stack: BenchStack, topic: str, group_id: str) -> int:
-    """Sum of the group's committed offsets on a topic, read without joining the group."""
-    name = stack.prefix + topic
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(name) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(name) or set()
-        offsets = [await consumer.committed(TopicPartition(name, p)) for p in partitions]
-    finally:
-        await consumer.stop()
-    return sum(o or 0 for o in offsets)

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -34,6 +35,22 @@ def consumer_group(service: str, topic: str) -> str:
     prefix is part of it: deployments (or test runs) sharing a cluster under different
     prefixes must not share groups and rebalance each other."""
     return f"followup-{service}-{topic}"
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> int:
+    """Sum of a group's committed offsets on ``topic`` (what it will not read again), read
+    without joining the group, so its running members keep their partitions."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+    finally:
+        await consumer.stop()
+    return sum(offset or 0 for offset in offsets)
 
 
 def create_broker(

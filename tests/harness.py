@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faststream.asgi import AsgiFastStream
 
 from contracts.topics import all_topic_names
-from followup.kafka import create_topics
+from followup.kafka import committed_offsets, create_topics
 from followup.stack.embedded import EmbeddedKafka, EmbeddedPostgres, with_database
 
 T = TypeVar("T")
@@ -98,21 +98,7 @@ class Kafka:
         )
 
     async def committed(self, group_id: str, topic: str) -> int:
-        """Sum of a group's committed offsets on ``topic`` (what it will not read again),
-        fetched without joining the group, so a running service keeps its partitions."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=group_id, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self.prefix + topic) or set()
-            offsets = [
-                await consumer.committed(TopicPartition(self.prefix + topic, p)) for p in partitions
-            ]
-        finally:
-            await consumer.stop()
-        return sum(offset or 0 for offset in offsets)
+        return await committed_offsets(self.bootstrap, group_id, self.prefix + topic)
 
     async def read_all(
         self, topic: str, expected: int, timeout_s: float = DEFAULT_TIMEOUT_S

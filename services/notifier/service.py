@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -131,7 +131,7 @@ class NotifierService:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._wakeup = asyncio.Event()
         self._depth_updated = 0.0
-        self._next_reclaim = datetime.min.replace(tzinfo=UTC)
+        self._next_reclaim = 0.0  # time.monotonic(): leases are not on the business clock
         self._refill_at = max(1, min(policy.claim_batch, policy.concurrency) // 4)
         clock.on_change(self.wake)
 
@@ -362,14 +362,14 @@ class NotifierService:
         now = self._clock.now()
         window = self._policy.contact_budget.window
         async with self._pool().acquire() as conn, conn.transaction():
-            if now >= self._next_reclaim:
+            if time.monotonic() >= self._next_reclaim:
                 # Not on every claim: a lease is long, and the claim path is latency-bound.
-                self._next_reclaim = now + self._policy.lease / 4
-                if reclaimed := await store.reclaim_expired_leases(conn, now):
+                self._next_reclaim = time.monotonic() + self._policy.lease.total_seconds() / 4
+                if reclaimed := await store.reclaim_expired_leases(conn):
                     log.warning("%d messages of a stopped worker are due again", reclaimed)
             released = await store.release_resolvable(conn, now)
             await self._released(conn, released, now)
-            claimed = await store.claim_due(conn, now, limit, now + self._policy.lease)
+            claimed = await store.claim_due(conn, now, limit, self._policy.lease)
             if not claimed:
                 return []
             customers = [d.customer_id for d in claimed if d.customer_id and not is_ops(d.kind)]

@@ -395,18 +395,21 @@ async def customer_facts(
 # --- the queue -------------------------------------------------------------------------------
 
 
-async def reclaim_expired_leases(conn: Connection, now: datetime) -> int:
-    """A crashed worker's messages come back once their lease has run out."""
+async def reclaim_expired_leases(conn: Connection) -> int:
+    """A crashed worker's messages come back once their lease has run out.
+
+    Leases are on the database's clock, not the service's (business) clock: they measure how
+    long a worker has been gone, which a replay or a test moving time must not shorten, and
+    every replica then agrees on them whatever its own clock says."""
     result = await conn.execute(
         "UPDATE deliveries SET status = 'pending', lease_until = NULL "
-        "WHERE status = 'sending' AND lease_until < $1",
-        now,
+        "WHERE status = 'sending' AND lease_until < clock_timestamp()"
     )
     return int(result.split()[-1])
 
 
 async def claim_due(
-    conn: Connection, now: datetime, limit: int, lease_until: datetime
+    conn: Connection, now: datetime, limit: int, lease: timedelta
 ) -> list[Delivery]:
     """Take due messages (and holds that ran out), and lock their customers' budgets.
 
@@ -424,7 +427,7 @@ async def claim_due(
             LIMIT $2
             FOR UPDATE SKIP LOCKED
         ), claimed AS (
-            UPDATE deliveries d SET status = 'sending', lease_until = $3
+            UPDATE deliveries d SET status = 'sending', lease_until = clock_timestamp() + $3
             FROM due WHERE d.message_id = due.message_id
             RETURNING {_D_COLUMNS.replace("d.status", "due.status AS status")}
         ), locked AS (
@@ -437,7 +440,7 @@ async def claim_due(
         """,
         now,
         limit,
-        lease_until,
+        lease,
     )
     return _deliveries(rows)
 

@@ -313,6 +313,47 @@ async def test_one_message_per_idempotency_key_expiry_and_cancellation_are_recor
         assert any("shipment_update suppressed  (expired)" in line for line in lines)
 
 
+async def test_a_dead_workers_messages_are_sent_once_its_lease_runs_out(
+    notifier: NotifierFactory,
+) -> None:
+    async with notifier('[notifier]\nlease = "2s"\n') as n:
+        await n.send(
+            "update:O-40:1",
+            NotificationKind.SHIPMENT_UPDATE,
+            customer_id="C-40",
+            order_id="O-40",
+            not_before=n.clock.now() + timedelta(days=1),
+            variables={"order_id": "O-40", "note": "已发货"},
+        )
+        await n.until_status("update:O-40:1", "pending")
+        # As another replica does when it claims the message and then dies mid-send.
+        await n.db.execute(
+            "UPDATE notifier.deliveries SET status = 'sending', "
+            "lease_until = clock_timestamp() + interval '1 hour' WHERE idempotency_key = $1",
+            "update:O-40:1",
+        )
+        # Business time passing is not the dead worker's time running out: a live lease holds
+        # while a later message goes out (and proves the workers claimed after the jump).
+        n.clock.advance(timedelta(days=2))
+        await n.send(
+            "update:O-41:1",
+            NotificationKind.SHIPMENT_UPDATE,
+            customer_id="C-41",
+            order_id="O-41",
+            variables={"order_id": "O-41", "note": "已发货"},
+        )
+        await n.until_status("update:O-41:1", "sent")
+        assert await n.status("update:O-40:1") == "sending"
+
+        await n.db.execute(
+            "UPDATE notifier.deliveries SET lease_until = clock_timestamp() - interval '1 second' "
+            "WHERE idempotency_key = $1",
+            "update:O-40:1",
+        )
+        await n.until_status("update:O-40:1", "sent")
+        assert await n.attempts("update:O-40:1") == [("webhook", "gateway", "delivered")]
+
+
 async def test_dry_run_renders_and_logs_without_sending_or_naming_the_customer(
     notifier: NotifierFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
