@@ -51,14 +51,10 @@ async def main(cases: int) -> None:
     async with bench_stack() as stack:
         now = datetime.now(UTC) - timedelta(minutes=5)
         published = await stack.publish_all("shop.aftersales", steps(cases, now))
-        settings = AftersalesSettings(
-            _env_file=None,
-            kafka_bootstrap_servers=stack.bootstrap,
-            kafka_topic_prefix=stack.prefix,
-            kafka_idempotent_producer=False,
+        settings = stack.settings(
+            AftersalesSettings,
             kafka_session_timeout_ms=2000,
             kafka_heartbeat_interval_ms=300,
-            database_url=stack.dsn,
         )
         app = create_app(settings)
         conn = await asyncpg.connect(stack.dsn)

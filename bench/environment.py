@@ -8,13 +8,17 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import all_topic_names
 from followup.kafka import create_topics
+from followup.settings import RuntimeSettings
 from followup.stack.embedded import EmbeddedKafka, EmbeddedPostgres, with_database
+
+S = TypeVar("S", bound=RuntimeSettings)
 
 
 def machine() -> str:
@@ -38,6 +42,18 @@ class BenchStack:
     bootstrap: str
     dsn: str
     prefix: str
+
+    def settings(self, cls: type[S], **overrides: Any) -> S:
+        """A service's settings pointed at this stack (not at ``.env``), quiet logs."""
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.bootstrap,
+            "kafka_topic_prefix": self.prefix,
+            # The embedded broker refuses idempotent producers (README: KAFKA_IDEMPOTENT_PRODUCER).
+            "kafka_idempotent_producer": False,
+            "database_url": self.dsn,
+            "log_level": "WARNING",
+        }
+        return cls(_env_file=None, **{**values, **overrides})
 
     async def producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(

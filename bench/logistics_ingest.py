@@ -85,14 +85,9 @@ async def main(shipments: int, scans: int, batch: int) -> None:
     async with bench_stack() as stack:
         now = datetime.now(UTC)
         total = await stack.publish_all("shop.shipments", shipment_events(shipments, scans, now))
-        settings = LogisticsSettings(
-            _env_file=None,
-            kafka_bootstrap_servers=stack.bootstrap,
-            kafka_topic_prefix=stack.prefix,
-            kafka_idempotent_producer=False,
+        settings = stack.settings(
+            LogisticsSettings,
             kafka_batch_max_records=batch,
-            database_url=stack.dsn,
-            log_level="WARNING",
         )
         app = create_app(settings)
         db = await asyncpg.connect(stack.dsn)

@@ -100,15 +100,7 @@ async def main(open_shipments: int, due: int, seconds: float) -> None:
         loaded = time.perf_counter()
         await load(stack.dsn, open_shipments, due, (start, seconds))
         print(f"loaded {open_shipments:,} open shipments in {time.perf_counter() - loaded:.0f}s")
-        settings = LogisticsSettings(
-            _env_file=None,
-            kafka_bootstrap_servers=stack.bootstrap,
-            kafka_topic_prefix=stack.prefix,
-            kafka_idempotent_producer=False,
-            database_url=stack.dsn,
-            log_level="WARNING",
-        )
-        app = create_app(settings)
+        app = create_app(stack.settings(LogisticsSettings))
         db = await asyncpg.connect(stack.dsn)
         await app.start()
         try:

@@ -144,19 +144,14 @@ def command(n: int, now: datetime, not_before: datetime | None = None) -> bytes:
 async def running_notifier(stack: BenchStack, url: str, tmp: Path) -> AsyncIterator[None]:
     policy = tmp / "followup.toml"
     policy.write_text("[notifier]\nconcurrency = 1000\nclaim_batch = 500\n", encoding="utf-8")
-    settings = NotifierSettings(
-        _env_file=None,
-        kafka_bootstrap_servers=stack.bootstrap,
-        kafka_topic_prefix=stack.prefix,
-        kafka_idempotent_producer=False,
+    settings = stack.settings(
+        NotifierSettings,
         kafka_session_timeout_ms=2000,
         kafka_heartbeat_interval_ms=300,
-        database_url=stack.dsn,
         database_pool_size=8,
         followup_policy_file=policy,
         notifier_webhook_url=url,
         notifier_webhook_secret=SecretStr(SECRET),
-        log_level="WARNING",
     )
     app = create_app(settings)
     await app.start()

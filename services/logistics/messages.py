@@ -129,18 +129,18 @@ def shipment_message(
         template = template_of(message.problem.rule)
         priority = _PRIORITY.get(message.problem.severity, Priority.NORMAL)
         extra = {}
-    return SendNotification(
-        idempotency_key=f"{kind.value}:{shipment.shipment_id}:{message.key_suffix(episode)}",
-        kind=kind,
-        template=template,
+    return _episode_command(
+        kind,
+        template,
+        subject=shipment.shipment_id,
         order_id=shipment.order_id,
+        message=message,
+        episode=episode,
         variables=variables,
-        meta=_meta(message, episode, shipment.shipment_id, extra),
         priority=priority,
-        message_class=MessageClass.TRANSACTIONAL,
+        extra=extra,
         expires_at=now + policy.followup_every,
-        source_event_id=shipment.source_event_id,
-        source_event_time=shipment.source_event_time,
+        source=(shipment.source_event_id, shipment.source_event_time),
     )
 
 
@@ -257,18 +257,48 @@ def dispatch_message(
         template = "dispatch_delay"
         priority = _PRIORITY.get(message.problem.severity, Priority.NORMAL)
         extra = {}
+    return _episode_command(
+        kind,
+        template,
+        subject=order.order_id,
+        order_id=order.order_id,
+        message=message,
+        episode=episode,
+        variables=variables,
+        priority=priority,
+        extra=extra,
+        expires_at=now + policy.followup_every,
+        source=(order.source_event_id, order.source_event_time),
+    )
+
+
+def _episode_command(
+    kind: NotificationKind,
+    template: str,
+    *,
+    subject: str,
+    order_id: str,
+    message: Message,
+    episode: Episode,
+    variables: dict[str, Any],
+    priority: Priority,
+    extra: dict[str, Any],
+    expires_at: datetime,
+    source: tuple[str | None, datetime | None],
+) -> SendNotification:
+    """One step of an episode as a command; its key says which step, so it is sent once."""
     return SendNotification(
-        idempotency_key=f"{kind.value}:{order.order_id}:{message.key_suffix(episode)}",
+        idempotency_key=f"{kind.value}:{subject}:{message.key_suffix(episode)}",
         kind=kind,
         template=template,
-        order_id=order.order_id,
+        order_id=order_id,
         variables=variables,
-        meta=_meta(message, episode, order.order_id, extra),
+        meta=_meta(message, episode, subject, extra),
         priority=priority,
         message_class=MessageClass.TRANSACTIONAL,
-        expires_at=now + policy.followup_every,
-        source_event_id=order.source_event_id,
-        source_event_time=order.source_event_time,
+        expires_at=expires_at,
+        source_event_id=source[0],
+        source_event_time=source[1],
     )
 
 

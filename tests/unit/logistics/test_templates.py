@@ -96,3 +96,19 @@ def test_times_are_shown_in_the_customers_timezone() -> None:
     (en,) = [t for t in OURS if t.locale == "en" and t.name == "shipment_delay"]
     rendered = render(en, next_update_at="2026-11-25T02:40:00+08:00")
     assert "24 Nov, 18:40" in rendered.text  # 02:40 in Shanghai is 18:40 in London
+
+
+@pytest.mark.parametrize(
+    ("hours", "zh", "en"),
+    [
+        (72, "已经 3 天没有", "for 3 days"),
+        (26, "已经 26 小时没有", "for 26 hours"),
+        # A threshold under an hour (a demo's compressed clock) never reads "0 hours".
+        (0, "已经有一段时间没有", "for a while"),
+    ],
+)
+def test_the_stall_is_said_in_days_hours_or_without_a_number(hours: int, zh: str, en: str) -> None:
+    for template in OURS:
+        if template.name == "shipment_delay":
+            text = render(template, followup=0, hours_without_scan=hours).text
+            assert (zh if template.locale == "zh-CN" else en) in text
