@@ -44,6 +44,7 @@ E = TypeVar("E", bound=CloudEvent)
 
 _STATS_INTERVAL_S = 15.0
 _HOUSEKEEPING_INTERVAL_S = 3600.0
+_LISTEN_CHECK_S = 5.0
 
 
 async def _raw_batch(message: StreamMessage[Any]) -> list[bytes]:
@@ -254,11 +255,12 @@ class ServiceRuntime:
         if self._timer_handlers:
             loops["timers"] = self.timers.run
         loops["housekeeping"] = self._housekeeping
+        loops["listen"] = self._keep_listening
+        await self._listen()  # before the loops, so work committed from now on wakes them
         self._tasks = [
             asyncio.create_task(supervise(name, loop, self._stop, self.metrics), name=name)
             for name, loop in loops.items()
         ]
-        await self._listen()
 
     async def stop_loops(self) -> None:
         self._stop.set()
@@ -280,17 +282,29 @@ class ServiceRuntime:
             await self._pool.close()
             self._pool = None
 
-    async def _listen(self) -> None:
+    async def _listen(self) -> bool:
         """LISTEN for new outbox rows, timers and queue rows: work starts at commit."""
         try:
-            self._listener = await asyncpg.connect(
+            listener = await asyncpg.connect(
                 self._dsn, server_settings={"application_name": f"{self.schema}-listen"}
             )
             for channel, wake in self._wakeups.items():
-                await self._listener.add_listener(channel, _notification_callback(wake))
+                await listener.add_listener(channel, _notification_callback(wake))
         except (OSError, asyncpg.PostgresError) as exc:
             # Not fatal: both loops also poll. Lateness grows to the poll interval meanwhile.
             log.warning("LISTEN unavailable, relying on polling: %s", exc)
+            return False
+        self._listener = listener
+        return True
+
+    async def _keep_listening(self, stop: asyncio.Event) -> None:
+        """Reopen the LISTEN connection after a database outage or restart took it away."""
+        while not stop.is_set():
+            if (self._listener is None or self._listener.is_closed()) and await self._listen():
+                log.info("listening for database notifications again")
+                for wake in self._wakeups.values():
+                    wake()  # whatever was committed while nobody listened
+            await wait_for_any(stop, _LISTEN_CHECK_S)
 
     async def _stats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -97,6 +97,15 @@ async def test_outage_holds_commits_and_loses_nothing(
             )
             # One pending timer per order: each tier schedules the next when it fires.
             assert await probe.fetchval("SELECT count(*) FROM reminder.timers") == 11
+            # The outage closed the LISTEN connection too; it is opened again.
+            await eventually(
+                lambda: probe.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = 'reminder-listen'"
+                ),
+                lambda n: n == 1,
+                what="LISTEN again",
+            )
         finally:
             await probe.close()
         await eventually(
