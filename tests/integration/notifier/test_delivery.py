@@ -5,6 +5,7 @@ secondary gateway and the circuit breaker, dry-run, status events and history.""
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from contracts.notifications import (
 )
 from followup import cli
 from tests.harness import eventually
-from tests.integration.notifier.conftest import NotifierFactory
+from tests.integration.notifier.conftest import Notifier, NotifierFactory
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,20 @@ REMINDER = {
     "currency": "CNY",
     "pay_deadline": "2026-11-24T10:00:00+08:00",
 }
+
+
+async def send_reminder(n: Notifier, number: str, tier: int, **fields: Any) -> None:
+    """Reminder ``tier`` for order O-<number> of customer C-<number>, as the reminder sends it."""
+    await n.send(
+        f"unpaid_reminder:O-{number}:{tier}",
+        NotificationKind.UNPAID_REMINDER,
+        customer_id=f"C-{number}",
+        order_id=f"O-{number}",
+        priority=Priority.LOW,
+        message_class=MessageClass.MARKETING,
+        variables=REMINDER,
+        **fields,
+    )
 
 
 async def test_retries_back_off_and_end_after_max_attempts_refusals_fail_at_once(
@@ -236,29 +251,12 @@ async def test_one_message_per_idempotency_key_expiry_and_cancellation_are_recor
             lambda c: c == 1,
             what="cancellation remembered",
         )
-        await n.send(
-            "unpaid_reminder:O-21:1",
-            NotificationKind.UNPAID_REMINDER,
-            customer_id="C-21",
-            order_id="O-21",
-            priority=Priority.LOW,
-            message_class=MessageClass.MARKETING,
-            variables=REMINDER,
-        )
+        await send_reminder(n, "21", 1)
         overtaken = await n.until_status("unpaid_reminder:O-21:1", "suppressed")
         assert overtaken["reason"] == "cancelled: order_paid"
 
         # A message waiting for its time is cancelled by its key.
-        await n.send(
-            "unpaid_reminder:O-22:2",
-            NotificationKind.UNPAID_REMINDER,
-            customer_id="C-22",
-            order_id="O-22",
-            priority=Priority.LOW,
-            message_class=MessageClass.MARKETING,
-            variables=REMINDER,
-            not_before=n.clock.now() + timedelta(hours=1),
-        )
+        await send_reminder(n, "22", 2, not_before=n.clock.now() + timedelta(hours=1))
         await n.until_status("unpaid_reminder:O-22:2", "pending")
         await n.cancel(
             idempotency_keys=["unpaid_reminder:O-22:2"],
@@ -359,15 +357,7 @@ async def test_dry_run_renders_and_logs_without_sending_or_naming_the_customer(
 ) -> None:
     caplog.set_level(logging.INFO, logger="services.notifier.service")
     async with notifier(notifier_dry_run=True) as n:
-        await n.send(
-            "unpaid_reminder:O-30:1",
-            NotificationKind.UNPAID_REMINDER,
-            customer_id="C-30",
-            order_id="O-30",
-            priority=Priority.LOW,
-            message_class=MessageClass.MARKETING,
-            variables=REMINDER,
-        )
+        await send_reminder(n, "30", 1)
         row = await n.until_status("unpaid_reminder:O-30:1", "suppressed")
         assert row["reason"] == "dry_run"
         assert n.providers.gateway.received == []
