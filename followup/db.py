@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -173,6 +174,7 @@ def batch_rows(rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _json_scalar(value: Any) -> str:
-    if isinstance(value, Decimal):
+    # orjson writes uuid.UUID itself, but not asyncpg's subclass that rows read back hold.
+    if isinstance(value, Decimal | uuid.UUID):
         return str(value)
     raise TypeError(f"{type(value).__name__} cannot be sent in a batch: {value!r}")

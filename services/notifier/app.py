@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
 
@@ -22,6 +21,7 @@ from services.notifier import handlers, store
 from services.notifier.channels import Provider
 from services.notifier.channels.chatbots import DingTalkBot, FeishuBot, SlackBot, WeComBot
 from services.notifier.channels.email import SmtpEmail
+from services.notifier.channels.httpclient import HttpClient
 from services.notifier.channels.sms import TwilioSms
 from services.notifier.channels.webhook import WebhookProvider
 from services.notifier.metrics import NotifierMetrics
@@ -34,21 +34,21 @@ NAME = "notifier"
 
 
 def providers(
-    settings: NotifierSettings, policy: NotifierPolicy, session: aiohttp.ClientSession, clock: Clock
+    settings: NotifierSettings, policy: NotifierPolicy, client: HttpClient, clock: Clock
 ) -> list[Provider]:
     """Every provider the environment configures, primary before secondary in each channel."""
     found: list[Provider] = []
     secret = settings.notifier_webhook_secret
     if settings.notifier_webhook_url and secret:
         found.append(
-            WebhookProvider(settings.notifier_webhook_url, secret.get_secret_value(), session)
+            WebhookProvider(settings.notifier_webhook_url, secret.get_secret_value(), client)
         )
         if settings.notifier_webhook_backup_url:
             found.append(
                 WebhookProvider(
                     settings.notifier_webhook_backup_url,
                     secret.get_secret_value(),
-                    session,
+                    client,
                     name="gateway_backup",
                 )
             )
@@ -74,7 +74,7 @@ def providers(
                     account_sid=sid,
                     auth_token=token.get_secret_value(),
                     sender=sender,
-                    session=session,
+                    client=client,
                     api_url=url,
                     name=name,
                 )
@@ -92,21 +92,21 @@ def providers(
         bots["dingtalk"] = DingTalkBot(
             settings.notifier_dingtalk_url,
             settings.notifier_dingtalk_secret.get_secret_value(),
-            session,
+            client,
             clock.now,
         )
     if settings.notifier_wecom_url:
-        bots["wecom"] = WeComBot(settings.notifier_wecom_url, session)
+        bots["wecom"] = WeComBot(settings.notifier_wecom_url, client)
     if settings.notifier_feishu_url:
         feishu_secret = settings.notifier_feishu_secret
         bots["feishu"] = FeishuBot(
             settings.notifier_feishu_url,
             feishu_secret.get_secret_value() if feishu_secret else None,
-            session,
+            client,
             clock.now,
         )
     if settings.notifier_slack_url:
-        bots["slack"] = SlackBot(settings.notifier_slack_url, session)
+        bots["slack"] = SlackBot(settings.notifier_slack_url, client)
     # The ops channel has a primary and a secondary, like every channel: the first two
     # configured bots in the policy's order of preference.
     found += [bots[b] for b in policy.ops_bots if b in bots][:2]
@@ -158,16 +158,17 @@ def create_app(
     async def deliveries(stop: asyncio.Event) -> None:
         # A few connections per host go further than many: each request finishes in about a
         # millisecond locally, and keep-alive reuse beats opening more sockets.
-        connector = aiohttp.TCPConnector(limit=policy.concurrency, limit_per_host=16)
-        timeout = aiohttp.ClientTimeout(total=policy.request_timeout.total_seconds())
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        client = HttpClient(timeout_s=policy.request_timeout.total_seconds())
+        try:
             router = ChannelRouter(
-                providers(settings, policy, session, runtime.clock),
+                providers(settings, policy, client, runtime.clock),
                 breaker=policy.circuit_breaker,
                 clock=runtime.clock,
                 metrics=metrics,
             )
             await service.run_worker(stop, router)
+        finally:
+            await client.close()
 
     runtime.add_loop("deliveries", deliveries)
     routes = []

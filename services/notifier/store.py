@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from contracts.notifications import CancelNotification, NotificationKind, SendNotification
-from followup.db import Connection
+from followup.db import Connection, batch_rows
 from services.notifier.policy import Recipient
 
 # Message ids are derived from the idempotency key: the same command always names the same
@@ -151,19 +151,21 @@ async def accept(
             not_before, expires_at, source_event_id, source_event_time, command_time,
             accepted_at, status, next_attempt_at, reason, finished_at)
         SELECT c.m, c.k, c.kind, c.tpl, coalesce(c.cust, ro.customer_id), c.ord, c.cas, c.loc,
-               c.tz, c.vars, c.meta, c.prio, c.cls, c.nb, c.exp, c.sid, c.stime, c.ctime, $19,
+               c.tz, c.vars, c.meta, c.prio, c.cls, c.nb, c.exp, c.sid, c.stime, c.ctime, $2,
                CASE WHEN x.reason IS NOT NULL THEN 'suppressed'
                     WHEN c.held AND ro.customer_id IS NULL THEN 'held' ELSE 'pending' END,
-               CASE WHEN c.held AND ro.customer_id IS NULL THEN least(c.exp, $20::timestamptz)
-                    ELSE greatest(c.nb, $19::timestamptz) END,
+               CASE WHEN c.held AND ro.customer_id IS NULL THEN least(c.exp, $3::timestamptz)
+                    ELSE greatest(c.nb, $2::timestamptz) END,
                'cancelled: ' || x.reason,
-               CASE WHEN x.reason IS NOT NULL THEN $19::timestamptz END
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], $12::text[],
-                    $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[],
-                    $17::timestamptz[], $18::timestamptz[], $21::bool[])
-             AS c(m, k, kind, tpl, cust, ord, cas, loc, tz, vars, meta, prio, cls, nb, exp,
-                  sid, stime, ctime, held)
+               CASE WHEN x.reason IS NOT NULL THEN $2::timestamptz END
+        FROM (
+            SELECT (r->>0)::uuid AS m, r->>1 AS k, r->>2 AS kind, r->>3 AS tpl, r->>4 AS cust,
+                   r->>5 AS ord, r->>6 AS cas, r->>7 AS loc, r->>8 AS tz, r->9 AS vars,
+                   r->10 AS meta, r->>11 AS prio, r->>12 AS cls, (r->>13)::timestamptz AS nb,
+                   (r->>14)::timestamptz AS exp, r->>15 AS sid, (r->>16)::timestamptz AS stime,
+                   (r->>17)::timestamptz AS ctime, (r->>18)::bool AS held
+            FROM jsonb_array_elements($1::text::jsonb) AS r
+        ) c
         LEFT JOIN recipient_orders ro ON c.held AND ro.order_id = c.ord
         -- A cancellation that overtook its command: the message is recorded, never sent.
         LEFT JOIN LATERAL (
@@ -175,32 +177,34 @@ async def accept(
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING {_COLUMNS}
         """,
-        [message_id_for(c.idempotency_key) for c, _ in ordered],
-        [c.idempotency_key for c, _ in ordered],
-        [c.kind.value for c, _ in ordered],
-        [c.template or c.kind.value for c, _ in ordered],
-        [c.customer_id for c, _ in ordered],
-        [c.order_id for c, _ in ordered],
-        [c.case_id for c, _ in ordered],
-        [c.locale for c, _ in ordered],
-        [c.timezone for c, _ in ordered],
-        [c.variables for c, _ in ordered],
-        [c.meta for c, _ in ordered],
-        [c.priority.value for c, _ in ordered],
-        [c.message_class.value for c, _ in ordered],
-        [c.not_before for c, _ in ordered],
-        [c.expires_at for c, _ in ordered],
-        [c.source_event_id for c, _ in ordered],
-        [c.source_event_time for c, _ in ordered],
-        [t for _, t in ordered],
+        batch_rows(
+            (
+                message_id_for(c.idempotency_key),
+                c.idempotency_key,
+                c.kind.value,
+                c.template or c.kind.value,
+                c.customer_id,
+                c.order_id,
+                c.case_id,
+                c.locale,
+                c.timezone,
+                c.variables,
+                c.meta,
+                c.priority.value,
+                c.message_class.value,
+                c.not_before,
+                c.expires_at,
+                c.source_event_id,
+                c.source_event_time,
+                t,
+                c.customer_id is None
+                and c.order_id is not None
+                and c.kind is not NotificationKind.OPS_ESCALATION,
+            )
+            for c, t in ordered
+        ),
         now,
         hold_end,
-        [
-            c.customer_id is None
-            and c.order_id is not None
-            and c.kind is not NotificationKind.OPS_ESCALATION
-            for c, _ in ordered
-        ],
     )
     return _deliveries(rows)
 
@@ -451,10 +455,9 @@ async def reserve_contacts(
     if reservations:
         await conn.execute(
             "INSERT INTO contacts (message_id, customer_id, at) "
-            "SELECT m, c, $3 FROM unnest($1::uuid[], $2::text[]) AS r(m, c) "
+            "SELECT (r->>0)::uuid, r->>1, $2 FROM jsonb_array_elements($1::text::jsonb) AS r "
             "ON CONFLICT (message_id) DO UPDATE SET at = EXCLUDED.at",
-            [m for m, _ in reservations],
-            [c for _, c in reservations],
+            batch_rows(reservations),
             now,
         )
 
@@ -531,26 +534,31 @@ async def finish(conn: Connection, outcomes: Sequence[Result], now: datetime) ->
             next_attempt_at = coalesce(x.next_at, d.next_attempt_at),
             dead_channels = ARRAY(SELECT DISTINCT unnest(d.dead_channels || x.dead)),
             first_call_at = coalesce(d.first_call_at, x.first_call),
-            finished_at = CASE WHEN x.status = 'pending' THEN NULL ELSE $10::timestamptz END,
+            finished_at = CASE WHEN x.status = 'pending' THEN NULL ELSE $2::timestamptz END,
             lease_until = NULL
         FROM (
-            SELECT m, status, reason, channel, provider, attempted, next_at, first_call,
-                   string_to_array(nullif(dead, ''), ',') AS dead
-            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
-                        $7::timestamptz[], $8::text[], $9::timestamptz[])
-                 AS u(m, status, reason, channel, provider, attempted, next_at, dead, first_call)
+            SELECT (r->>0)::uuid AS m, r->>1 AS status, r->>2 AS reason, r->>3 AS channel,
+                   r->>4 AS provider, (r->>5)::bool AS attempted,
+                   (r->>6)::timestamptz AS next_at, (r->>8)::timestamptz AS first_call,
+                   ARRAY(SELECT jsonb_array_elements_text(r->7)) AS dead
+            FROM jsonb_array_elements($1::text::jsonb) AS r
         ) x
         WHERE d.message_id = x.m
         """,
-        [o.message_id for o in outcomes],
-        [o.status for o in outcomes],
-        [o.reason for o in outcomes],
-        [o.channel for o in outcomes],
-        [o.provider for o in outcomes],
-        [o.attempted for o in outcomes],
-        [o.next_attempt_at for o in outcomes],
-        [",".join(o.dead_channels) for o in outcomes],
-        [o.first_call_at for o in outcomes],
+        batch_rows(
+            (
+                o.message_id,
+                o.status,
+                o.reason,
+                o.channel,
+                o.provider,
+                o.attempted,
+                o.next_attempt_at,
+                list(o.dead_channels),
+                o.first_call_at,
+            )
+            for o in outcomes
+        ),
         now,
     )
     given_back = [o.message_id for o in outcomes if o.status != "sent"]
@@ -563,16 +571,21 @@ async def log_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
         await conn.execute(
             "INSERT INTO delivery_attempts (message_id, attempt, channel, provider, outcome, "
             "detail, started_at, duration_ms) "
-            "SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::float8[])",
-            [a.message_id for a in attempts],
-            [a.attempt for a in attempts],
-            [a.channel for a in attempts],
-            [a.provider for a in attempts],
-            [a.outcome for a in attempts],
-            [a.detail for a in attempts],
-            [a.started_at for a in attempts],
-            [a.duration_ms for a in attempts],
+            "SELECT (r->>0)::uuid, (r->>1)::int, r->>2, r->>3, r->>4, r->>5, "
+            "(r->>6)::timestamptz, (r->>7)::float8 FROM jsonb_array_elements($1::text::jsonb) AS r",
+            batch_rows(
+                (
+                    a.message_id,
+                    a.attempt,
+                    a.channel,
+                    a.provider,
+                    a.outcome,
+                    a.detail,
+                    a.started_at,
+                    a.duration_ms,
+                )
+                for a in attempts
+            ),
         )
 
 
@@ -580,11 +593,9 @@ async def log_events(conn: Connection, events: Sequence[DeliveryEvent]) -> None:
     if events:
         await conn.execute(
             "INSERT INTO delivery_events (message_id, at, event, detail) "
-            "SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[])",
-            [e.message_id for e in events],
-            [e.at for e in events],
-            [e.event for e in events],
-            [e.detail for e in events],
+            "SELECT (r->>0)::uuid, (r->>1)::timestamptz, r->>2, r->>3 "
+            "FROM jsonb_array_elements($1::text::jsonb) AS r",
+            batch_rows((e.message_id, e.at, e.event, e.detail) for e in events),
         )
 
 

@@ -2,12 +2,9 @@
 its API and says whether it was delivered, should be tried again, or failed for good."""
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
-
-import aiohttp
 
 
 class Outcome(StrEnum):
@@ -68,25 +65,6 @@ class HttpAnswer:
             return json.loads(self.body)
         except ValueError:
             return None
-
-
-async def post(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    data: bytes | Mapping[str, str],
-    headers: Mapping[str, str] | None = None,
-) -> HttpAnswer | SendResult:
-    """One POST; no answer at all (refused, reset, timed out) is always worth another try.
-
-    aiohttp, not httpx, for the provider calls: on this workload httpx's connection pool
-    spends most of its time checking idle connections (70 requests/s with 64 connections
-    against 2,000+ for aiohttp on the same machine; see the README's benchmarks)."""
-    try:
-        async with session.post(url, data=data, headers=headers) as response:
-            return HttpAnswer(response.status, await response.read())
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return SendResult(Outcome.RETRY, f"{type(exc).__name__}: {exc}"[:300])
 
 
 def status_outcome(status: int) -> Outcome:

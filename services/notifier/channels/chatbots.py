@@ -15,16 +15,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
-import aiohttp
-
 from services.notifier.channels import (
     HttpAnswer,
     Outcome,
     OutgoingMessage,
     SendResult,
-    post,
     status_outcome,
 )
+from services.notifier.channels.httpclient import HttpClient
 
 Now = Callable[[], datetime]
 
@@ -40,10 +38,9 @@ def _plain(message: OutgoingMessage) -> str:
 
 
 async def _post_json(
-    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+    client: HttpClient, url: str, payload: dict[str, Any]
 ) -> HttpAnswer | SendResult:
-    return await post(
-        session,
+    return await client.post(
         url,
         data=json.dumps(payload, ensure_ascii=False).encode(),
         headers={"Content-Type": "application/json; charset=utf-8"},
@@ -82,10 +79,10 @@ class DingTalkBot:
     # (signature, keyword or IP allow-list: our configuration, not the message).
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 130101, 310000})
 
-    def __init__(self, url: str, secret: str, session: aiohttp.ClientSession, now: Now) -> None:
+    def __init__(self, url: str, secret: str, client: HttpClient, now: Now) -> None:
         self._url = url
         self._secret = secret
-        self._session = session
+        self._client = client
         self._now = now
 
     def signed_url(self) -> str:
@@ -99,7 +96,7 @@ class DingTalkBot:
             "msgtype": "markdown",
             "markdown": {"title": message.subject, "text": _markdown(message)},
         }
-        answer = await _post_json(self._session, self.signed_url(), payload)
+        answer = await _post_json(self._client, self.signed_url(), payload)
         if isinstance(answer, SendResult):
             return answer
         return _error_code_reply(answer, "dingtalk", "errcode", "errmsg", self._TEMPORARY)
@@ -111,13 +108,13 @@ class WeComBot:
     # -1 system busy, 45009 over the robot's rate limit, 93000 the webhook key is invalid.
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 45009, 93000})
 
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, url: str, client: HttpClient) -> None:
         self._url = url
-        self._session = session
+        self._client = client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         payload = {"msgtype": "markdown", "markdown": {"content": _markdown(message)}}
-        answer = await _post_json(self._session, self._url, payload)
+        answer = await _post_json(self._client, self._url, payload)
         if isinstance(answer, SendResult):
             return answer
         return _error_code_reply(answer, "wecom", "errcode", "errmsg", self._TEMPORARY)
@@ -136,12 +133,10 @@ class FeishuBot:
     # 9499 / 11232 rate limited, 19021 signature check failed (our secret or clock).
     _TEMPORARY: ClassVar[frozenset[int]] = frozenset({-1, 9499, 11232, 19021})
 
-    def __init__(
-        self, url: str, secret: str | None, session: aiohttp.ClientSession, now: Now
-    ) -> None:
+    def __init__(self, url: str, secret: str | None, client: HttpClient, now: Now) -> None:
         self._url = url
         self._secret = secret
-        self._session = session
+        self._client = client
         self._now = now
 
     async def send(self, message: OutgoingMessage) -> SendResult:
@@ -153,7 +148,7 @@ class FeishuBot:
                 "sign": feishu_sign(self._secret, timestamp),
                 **payload,
             }
-        answer = await _post_json(self._session, self._url, payload)
+        answer = await _post_json(self._client, self._url, payload)
         if isinstance(answer, SendResult):
             return answer
         return _error_code_reply(answer, "feishu", "code", "msg", self._TEMPORARY)
@@ -163,9 +158,9 @@ class SlackBot:
     channel = "ops"
     name = "slack"
 
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, url: str, client: HttpClient) -> None:
         self._url = url
-        self._session = session
+        self._client = client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         payload = {
@@ -175,7 +170,7 @@ class SlackBot:
                 {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
             ],
         }
-        answer = await _post_json(self._session, self._url, payload)
+        answer = await _post_json(self._client, self._url, payload)
         if isinstance(answer, SendResult):
             return answer
         outcome = status_outcome(answer.status)

@@ -9,10 +9,9 @@ status}`` with the HTTP status.
 
 import base64
 
-import aiohttp
-
 from followup.pii import scrub
-from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post, status_outcome
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult, status_outcome
+from services.notifier.channels.httpclient import HttpClient
 
 API_VERSION = "2010-04-01"
 
@@ -26,7 +25,7 @@ class TwilioSms:
         account_sid: str,
         auth_token: str,
         sender: str,
-        session: aiohttp.ClientSession,
+        client: HttpClient,
         api_url: str = "https://api.twilio.com",
         name: str = "twilio",
     ) -> None:
@@ -36,14 +35,14 @@ class TwilioSms:
         self._authorization = f"Basic {credentials}"
         self._sender_field = "MessagingServiceSid" if sender.startswith("MG") else "From"
         self._sender = sender
-        self._session = session
+        self._client = client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         if not message.phone:
             return SendResult(Outcome.PERMANENT, "no phone number")
         form = {"To": message.phone, self._sender_field: self._sender, "Body": message.sms}
-        answer = await post(
-            self._session, self._url, data=form, headers={"Authorization": self._authorization}
+        answer = await self._client.post(
+            self._url, data=form, headers={"Authorization": self._authorization}
         )
         if isinstance(answer, SendResult):
             return answer

@@ -4,9 +4,8 @@ import hashlib
 import hmac
 import json
 
-import aiohttp
-
-from services.notifier.channels import Outcome, OutgoingMessage, SendResult, post
+from services.notifier.channels import Outcome, OutgoingMessage, SendResult
+from services.notifier.channels.httpclient import HttpClient
 
 
 def webhook_body(message: OutgoingMessage) -> bytes:
@@ -34,18 +33,15 @@ def signature(secret: bytes, body: bytes) -> str:
 class WebhookProvider:
     channel = "webhook"
 
-    def __init__(
-        self, url: str, secret: str, session: aiohttp.ClientSession, *, name: str = "gateway"
-    ) -> None:
+    def __init__(self, url: str, secret: str, client: HttpClient, *, name: str = "gateway") -> None:
         self.name = name
         self._url = url
         self._secret = secret.encode()
-        self._session = session
+        self._client = client
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         body = webhook_body(message)
-        answer = await post(
-            self._session,
+        answer = await self._client.post(
             self._url,
             data=body,
             headers={
