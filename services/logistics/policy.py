@@ -115,7 +115,10 @@ class ScanEffect(StrEnum):
     """The same scan again (same time and status), e.g. republished under a new event id."""
 
 
-@dataclass(frozen=True, slots=True)
+# A value (hashable, copied with ``replace``, never changed in place) that is not frozen:
+# two are built per scan, and a frozen dataclass of 21 fields costs 3.9 us to build against
+# 0.5 us, each field being set through object.__setattr__.
+@dataclass(slots=True, unsafe_hash=True)
 class Shipment:
     shipment_id: str
     order_id: str

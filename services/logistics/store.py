@@ -1,4 +1,8 @@
-"""SQL of the logistics service. A batch is a handful of statements, each over arrays.
+"""SQL of the logistics service. A batch is a handful of statements, each over the whole
+batch: the rows of the hot paths as one JSON document (``batch_rows``), not typed arrays that
+asyncpg encodes element by element (saving the scanned rows: 16 -> 9 us per scan).
+``jsonb_array_elements`` is estimated at 100 rows, so the planner joins it to the table by
+primary key, never by a sequential scan (EXPLAIN at 200,000 rows).
 
 Lock order, so that concurrent transactions cannot deadlock: shipments before orders, each
 sorted by id. The shipment consumer locks its shipments, then the orders whose dispatch it
@@ -15,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from contracts.shop import TrackingStatus
-from followup.db import Connection, json_arg
+from followup.db import Connection, batch_rows
 from services.logistics.policy import Episode, Order, Rule, Shipment
 from services.logistics.settings import Severity
 
@@ -115,7 +119,14 @@ _SCAN_FIELDS = (
     "source_event_id",
     "source_event_time",
 )
+_ALL_FIELDS = attrgetter(*(f.name for f in fields(Shipment)))
 _OTHER_FIELDS = attrgetter(*(f.name for f in fields(Shipment) if f.name not in _SCAN_FIELDS))
+# Shipments named by the first element of each ``batch_rows`` row, locked in id order.
+_LOCK_SHIPMENTS = (
+    f"SELECT {_SHIPMENT_COLUMNS} FROM shipments WHERE shipment_id IN "
+    "(SELECT r->>0 FROM jsonb_array_elements($1::text::jsonb) AS r) "
+    "ORDER BY shipment_id FOR UPDATE"
+)
 
 
 def _shipment_row(r: asyncpg.Record) -> ShipmentRow:
@@ -137,26 +148,18 @@ async def lock_shipments(
 ) -> dict[str, ShipmentRow]:
     """The shipments (created empty if new), locked until commit."""
     ids = sorted(orders_by_shipment)
-    rows = await conn.fetch(
-        f"SELECT {_SHIPMENT_COLUMNS} FROM shipments WHERE shipment_id = ANY($1::text[]) "
-        "ORDER BY shipment_id FOR UPDATE",
-        ids,
-    )
+    rows = await conn.fetch(_LOCK_SHIPMENTS, batch_rows((i,) for i in ids))
     found = {r["shipment_id"]: _shipment_row(r) for r in rows}
-    missing = [i for i in ids if i not in found]
+    missing = [(i, orders_by_shipment[i]) for i in ids if i not in found]
     if missing:
         # A new shipment: insert it, or (if a concurrent batch just did) wait for it and read.
+        new = batch_rows(missing)
         await conn.execute(
-            "INSERT INTO shipments (shipment_id, order_id) "
-            "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-            missing,
-            [orders_by_shipment[i] for i in missing],
+            "INSERT INTO shipments (shipment_id, order_id) SELECT r->>0, r->>1 "
+            "FROM jsonb_array_elements($1::text::jsonb) AS r ON CONFLICT DO NOTHING",
+            new,
         )
-        rows = await conn.fetch(
-            f"SELECT {_SHIPMENT_COLUMNS} FROM shipments WHERE shipment_id = ANY($1::text[]) "
-            "ORDER BY shipment_id FOR UPDATE",
-            missing,
-        )
+        rows = await conn.fetch(_LOCK_SHIPMENTS, new)
         found |= {r["shipment_id"]: _shipment_row(r) for r in rows}
     return found
 
@@ -191,85 +194,58 @@ async def save_shipments(
         elif old.shipment != row.shipment:
             scanned.append(row)
     if scanned:
-        s = [r.shipment for r in scanned]
         await conn.execute(
             """
             UPDATE shipments AS t SET
-                last_scan_at = u.last_scan_at, last_status = u.last_status,
-                last_location = u.last_location, source_event_id = u.source_event_id,
-                source_event_time = u.source_event_time, updated_at = now()
-            FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                        $6::timestamptz[])
-                AS u(shipment_id, last_scan_at, last_status, last_location, source_event_id,
-                     source_event_time)
-            -- ANY() as well, so rows are found by the primary key, never by a scan.
-            WHERE t.shipment_id = ANY($1::text[]) AND t.shipment_id = u.shipment_id
+                last_scan_at = (r->>1)::timestamptz, last_status = r->>2,
+                last_location = r->>3, source_event_id = r->>4,
+                source_event_time = (r->>5)::timestamptz, updated_at = now()
+            FROM jsonb_array_elements($1::text::jsonb) AS r
+            WHERE t.shipment_id = r->>0
             """,
-            [x.shipment_id for x in s],
-            [x.last_scan_at for x in s],
-            [x.last_status.value if x.last_status else None for x in s],
-            [x.last_location for x in s],
-            [x.source_event_id for x in s],
-            [x.source_event_time for x in s],
+            batch_rows(
+                (
+                    s.shipment_id,
+                    s.last_scan_at,
+                    s.last_status,
+                    s.last_location,
+                    s.source_event_id,
+                    s.source_event_time,
+                )
+                for s in (r.shipment for r in scanned)
+            ),
         )
     if changed:
         await _save_whole_shipments(conn, changed)
 
 
 async def _save_whole_shipments(conn: Connection, rows: Sequence[ShipmentRow]) -> None:
-    s = [r.shipment for r in rows]
     await conn.execute(
         """
         UPDATE shipments AS t SET
-            order_id = u.order_id, carrier = u.carrier, tracking_number = u.tracking_number,
-            service_level = u.service_level, destination_city = u.destination_city,
-            dispatched_at = u.dispatched_at, promised_delivery = u.promised_delivery,
-            revised_delivery = u.revised_delivery, revised_at = u.revised_at,
-            last_scan_at = u.last_scan_at, last_status = u.last_status,
-            last_location = u.last_location, failed_attempts = u.failed_attempts::jsonb,
-            delivered_at = u.delivered_at, returned_at = u.returned_at,
-            pickup_notified = u.pickup_notified, order_ended_at = u.order_ended_at,
-            last_progress_at = u.last_progress_at, source_event_id = u.source_event_id,
-            source_event_time = u.source_event_time, episode = u.episode::jsonb,
-            check_at = u.check_at, updated_at = now()
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                    $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[],
-                    $11::timestamptz[], $12::text[], $13::text[], $14::text[],
-                    $15::timestamptz[], $16::timestamptz[], $17::boolean[], $18::timestamptz[],
-                    $19::timestamptz[], $20::text[], $21::timestamptz[], $22::text[],
-                    $23::timestamptz[])
-            AS u(shipment_id, order_id, carrier, tracking_number, service_level,
-                 destination_city, dispatched_at, promised_delivery, revised_delivery,
-                 revised_at, last_scan_at, last_status, last_location, failed_attempts,
-                 delivered_at, returned_at, pickup_notified, order_ended_at, last_progress_at,
-                 source_event_id, source_event_time, episode, check_at)
-        WHERE t.shipment_id = ANY($1::text[]) AND t.shipment_id = u.shipment_id
+            order_id = r->>1, carrier = r->>2, tracking_number = r->>3,
+            service_level = r->>4, destination_city = r->>5,
+            dispatched_at = (r->>6)::timestamptz, promised_delivery = r->>7,
+            revised_delivery = r->>8, revised_at = (r->>9)::timestamptz,
+            last_scan_at = (r->>10)::timestamptz, last_status = r->>11,
+            last_location = r->>12, failed_attempts = r->13,
+            delivered_at = (r->>14)::timestamptz, returned_at = (r->>15)::timestamptz,
+            pickup_notified = (r->>16)::boolean, order_ended_at = (r->>17)::timestamptz,
+            last_progress_at = (r->>18)::timestamptz, source_event_id = r->>19,
+            source_event_time = (r->>20)::timestamptz, episode = r->21,
+            check_at = (r->>22)::timestamptz, updated_at = now()
+        FROM jsonb_array_elements($1::text::jsonb) AS r
+        WHERE t.shipment_id = r->>0
         """,
-        [x.shipment_id for x in s],
-        [x.order_id for x in s],
-        [x.carrier for x in s],
-        [x.tracking_number for x in s],
-        [x.service_level for x in s],
-        [x.destination_city for x in s],
-        [x.dispatched_at for x in s],
-        [x.promised_delivery for x in s],
-        [x.revised_delivery for x in s],
-        [x.revised_at for x in s],
-        [x.last_scan_at for x in s],
-        [x.last_status.value if x.last_status else None for x in s],
-        [x.last_location for x in s],
-        # Text, not jsonb[]: asyncpg would read a list of lists as a 2-D array.
-        [json_arg([t.isoformat() for t in x.failed_attempts]) for x in s],
-        [x.delivered_at for x in s],
-        [x.returned_at for x in s],
-        [x.pickup_notified for x in s],
-        [x.order_ended_at for x in s],
-        [x.last_progress_at for x in s],
-        [x.source_event_id for x in s],
-        [x.source_event_time for x in s],
-        # A shipment that never had a problem keeps '{}', which is read back without parsing.
-        [json_arg(episode_to_json(r.episode)) if r.episode != _NO_EPISODE else "{}" for r in rows],
-        [r.check_at for r in rows],
+        batch_rows(
+            (
+                *_ALL_FIELDS(r.shipment),
+                # A shipment that never had a problem keeps '{}', read back without parsing.
+                episode_to_json(r.episode) if r.episode != _NO_EPISODE else {},
+                r.check_at,
+            )
+            for r in rows
+        ),
     )
 
 
@@ -279,6 +255,7 @@ _ORDER_COLUMNS = (
     "order_id, shop_id, customer_id, item_title, item_count, paid_at, ended_at, ended_reason, "
     "dispatched_at, source_event_id, source_event_time, episode, check_at"
 )
+_ORDER_FIELDS = attrgetter(*(f.name for f in fields(Order)))
 
 
 def _order_row(r: asyncpg.Record) -> OrderRow:
@@ -303,13 +280,17 @@ async def lock_orders(conn: Connection, order_ids: Sequence[str]) -> dict[str, O
     ids = sorted(set(order_ids))
     if not ids:
         return {}
+    batch = batch_rows((i,) for i in ids)
     await conn.execute(
-        "INSERT INTO orders (order_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", ids
+        "INSERT INTO orders (order_id) SELECT r->>0 FROM jsonb_array_elements($1::text::jsonb) "
+        "AS r ON CONFLICT DO NOTHING",
+        batch,
     )
     rows = await conn.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1::text[]) "
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id IN "
+        "(SELECT r->>0 FROM jsonb_array_elements($1::text::jsonb) AS r) "
         "ORDER BY order_id FOR UPDATE",
-        ids,
+        batch,
     )
     return {r["order_id"]: _order_row(r) for r in rows}
 
@@ -317,37 +298,19 @@ async def lock_orders(conn: Connection, order_ids: Sequence[str]) -> dict[str, O
 async def save_orders(conn: Connection, rows: Sequence[OrderRow]) -> None:
     if not rows:
         return
-    o = [r.order for r in rows]
     await conn.execute(
         """
         UPDATE orders AS t SET
-            shop_id = u.shop_id, customer_id = u.customer_id, item_title = u.item_title,
-            item_count = u.item_count,
-            paid_at = u.paid_at, ended_at = u.ended_at,
-            ended_reason = u.ended_reason, dispatched_at = u.dispatched_at,
-            source_event_id = u.source_event_id, source_event_time = u.source_event_time,
-            episode = u.episode, check_at = u.check_at, updated_at = now()
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
-                    $6::timestamptz[], $7::timestamptz[], $8::text[], $9::timestamptz[],
-                    $10::text[], $11::timestamptz[], $12::jsonb[], $13::timestamptz[])
-            AS u(order_id, shop_id, customer_id, item_title, item_count, paid_at, ended_at,
-                 ended_reason, dispatched_at, source_event_id, source_event_time, episode,
-                 check_at)
-        WHERE t.order_id = ANY($1::text[]) AND t.order_id = u.order_id
+            shop_id = r->>1, customer_id = r->>2, item_title = r->>3,
+            item_count = (r->>4)::int, paid_at = (r->>5)::timestamptz,
+            ended_at = (r->>6)::timestamptz, ended_reason = r->>7,
+            dispatched_at = (r->>8)::timestamptz, source_event_id = r->>9,
+            source_event_time = (r->>10)::timestamptz, episode = r->11,
+            check_at = (r->>12)::timestamptz, updated_at = now()
+        FROM jsonb_array_elements($1::text::jsonb) AS r
+        WHERE t.order_id = r->>0
         """,
-        [x.order_id for x in o],
-        [x.shop_id for x in o],
-        [x.customer_id for x in o],
-        [x.item_title for x in o],
-        [x.item_count for x in o],
-        [x.paid_at for x in o],
-        [x.ended_at for x in o],
-        [x.ended_reason for x in o],
-        [x.dispatched_at for x in o],
-        [x.source_event_id for x in o],
-        [x.source_event_time for x in o],
-        [episode_to_json(r.episode) for r in rows],
-        [r.check_at for r in rows],
+        batch_rows((*_ORDER_FIELDS(r.order), episode_to_json(r.episode), r.check_at) for r in rows),
     )
 
 
@@ -370,19 +333,24 @@ async def record_notices(conn: Connection, notices: Sequence[NoticeLog]) -> None
     await conn.execute(
         "INSERT INTO notices (order_id, shipment_id, episode, stage, kind, template, rule, "
         "severity, idempotency_key, evidence, decided_at) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], "
-        "$6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[])",
-        [n.order_id for n in notices],
-        [n.shipment_id for n in notices],
-        [n.episode for n in notices],
-        [n.stage for n in notices],
-        [n.kind for n in notices],
-        [n.template for n in notices],
-        [n.rule for n in notices],
-        [n.severity for n in notices],
-        [n.idempotency_key for n in notices],
-        [dict(n.evidence) for n in notices],
-        [n.decided_at for n in notices],
+        "SELECT r->>0, r->>1, (r->>2)::int, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->9, "
+        "(r->>10)::timestamptz FROM jsonb_array_elements($1::text::jsonb) AS r",
+        batch_rows(
+            (
+                n.order_id,
+                n.shipment_id,
+                n.episode,
+                n.stage,
+                n.kind,
+                n.template,
+                n.rule,
+                n.severity,
+                n.idempotency_key,
+                dict(n.evidence),
+                n.decided_at,
+            )
+            for n in notices
+        ),
     )
 
 
