@@ -296,6 +296,12 @@ class NotifierPolicy(PolicySection):
     claim_batch: int = Field(
         default=200, ge=1, description="Messages claimed from the queue per transaction."
     )
+    claimers: int = Field(
+        default=2,
+        ge=1,
+        description="Claims of the queue running side by side, so sends go on while one "
+        "waits for PostgreSQL.",
+    )
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message fails.")
     max_age: Duration = Field(
         default=timedelta(hours=24), description="A message not delivered by then fails."
