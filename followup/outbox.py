@@ -21,7 +21,7 @@ from contracts.notifications import (
     SendNotificationCommand,
 )
 from contracts.topics import Topic
-from followup.db import Connection, batch_rows, is_transient
+from followup.db import Connection, is_transient
 from followup.kafka import CLOUDEVENTS_CONTENT_TYPE
 from followup.loops import wait_for_any
 from followup.metrics import RuntimeMetrics
@@ -72,12 +72,13 @@ async def add_to_outbox(conn: Connection, messages: Sequence[OutboxMessage]) -> 
     """Must run inside the caller's transaction: the message exists iff the change commits."""
     if not messages:
         return
-    # Values are UTF-8 JSON, so they travel as JSON strings and are stored byte for byte.
     await conn.execute(
         "INSERT INTO outbox (topic, key, value, headers) "
-        "SELECT r->>0, convert_to(r->>1, 'UTF8'), convert_to(r->>2, 'UTF8'), r->3 "
-        "FROM jsonb_array_elements($1::text::jsonb) AS r",
-        batch_rows((m.topic, m.key, m.value.decode(), dict(m.headers)) for m in messages),
+        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[])",
+        [m.topic for m in messages],
+        [m.key.encode() if m.key is not None else None for m in messages],
+        [m.value for m in messages],
+        [dict(m.headers) for m in messages],
     )
 
 
