@@ -3,8 +3,9 @@ and remembered cancellations. Every write takes whole batches (unnest), never a 
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -91,6 +92,10 @@ class Attempt:
     detail: str
     started_at: datetime
     duration_ms: float
+
+
+# The fields in the order of the delivery_attempts columns they are written to.
+_ATTEMPT_ROW = attrgetter(*(f.name for f in fields(Attempt)))
 
 
 @dataclass(frozen=True)
@@ -573,19 +578,7 @@ async def log_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
             "detail, started_at, duration_ms) "
             "SELECT (r->>0)::uuid, (r->>1)::int, r->>2, r->>3, r->>4, r->>5, "
             "(r->>6)::timestamptz, (r->>7)::float8 FROM jsonb_array_elements($1::text::jsonb) AS r",
-            batch_rows(
-                (
-                    a.message_id,
-                    a.attempt,
-                    a.channel,
-                    a.provider,
-                    a.outcome,
-                    a.detail,
-                    a.started_at,
-                    a.duration_ms,
-                )
-                for a in attempts
-            ),
+            batch_rows(map(_ATTEMPT_ROW, attempts)),
         )
 
 
