@@ -2,12 +2,13 @@
 
 Why not a general client: a provider call is one POST with a small body and a small answer,
 and at the delivery rates the notifier aims for the client's own bookkeeping is what costs.
-On this machine aiohttp spent about 290 µs of CPU per call against the benchmark gateway and
-httpx more; this client about 30 µs, with the response parsed by the same C parser uvicorn
-uses. It does what the providers need and no more: ``http`` and ``https`` (certificates
-verified), keep-alive with a few connections per host, Content-Length and chunked answers,
-one overall timeout per call. No redirects (a provider that redirects a POST is
-misconfigured, and the answer says so), no proxies, no cookies.
+On this machine, 6,000 calls to the benchmark gateway under uvloop cost 207–257 µs of CPU
+each with aiohttp (httpx more) and 78–107 µs with this client, which parses answers with the
+same C parser uvicorn uses; a bare socket exchange costs about 30. It does what the
+providers need and no more: ``http`` and ``https`` (certificates verified), keep-alive with a
+few connections per host, Content-Length, chunked and close-delimited answers, one overall
+timeout per call. No redirects (a provider that redirects a POST is misconfigured, and the
+answer says so), no proxies, no cookies.
 """
 
 import asyncio
@@ -198,7 +199,8 @@ class HttpClient:
 
     def _head(self, target: _Target, headers: Mapping[str, str], length: int) -> bytes:
         default_port = 443 if target.scheme == "https" else 80
-        authority = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        host = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
+        authority = host if target.port == default_port else f"{host}:{target.port}"
         lines = [
             f"POST {target.path} HTTP/1.1",
             f"Host: {authority}",

@@ -99,7 +99,9 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+async def serving(
+    handler: Handler, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[Server]:
     server = Server()
     connections: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
 
@@ -116,9 +118,10 @@ async def serving(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncI
             server.open -= 1
             writer.close()
 
-    listener = await asyncio.start_server(connected, "127.0.0.1", 0, ssl=tls)
+    listener = await asyncio.start_server(connected, host, 0, ssl=tls)
     port = listener.sockets[0].getsockname()[1]
-    server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    authority = f"[{host}]" if ":" in host else host
+    server.url = f"{'https' if tls else 'http'}://{authority}:{port}"
     try:
         yield server
     finally:
@@ -183,6 +186,17 @@ async def test_the_request_carries_its_line_host_length_and_headers() -> None:
         ("Content-Type", "application/json"),
     ]
     assert request.body == body
+
+
+async def test_an_ipv6_host_is_named_in_brackets() -> None:
+    async with (
+        serving(keep_alive(OK), host="::1") as server,
+        closing(HttpClient(timeout_s=5)) as client,
+    ):
+        assert await client.post(server.url, data=b"1") == OK_ANSWER
+    [request] = server.requests
+    assert ("Host", urllib.parse.urlsplit(server.url).netloc) in request.headers
+    assert urllib.parse.urlsplit(server.url).netloc.startswith("[::1]:")
 
 
 async def test_a_form_is_sent_url_encoded() -> None:
