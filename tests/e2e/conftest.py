@@ -116,3 +116,13 @@ def stack_env(
         "TIMER_POLL_INTERVAL_S": "0.2",
         "LOG_FORMAT": "text",
     }
+
+
+@pytest.fixture
+async def services(stack_env: dict[str, str]) -> AsyncIterator[dict[str, ServiceProcess]]:
+    """The reminder and the notifier, each in its own process."""
+    started = {name: ServiceProcess(name, stack_env) for name in ("reminder", "notifier")}
+    await asyncio.gather(*(p.start() for p in started.values()))
+    yield started
+    for process in started.values():
+        await process.stop()

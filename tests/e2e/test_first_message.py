@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,15 +26,6 @@ from tests.e2e.conftest import SECRET, ServiceProcess
 from tests.harness import Kafka, eventually, order_created, payment_succeeded
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def services(stack_env: dict[str, str]) -> AsyncIterator[dict[str, ServiceProcess]]:
-    started = {name: ServiceProcess(name, stack_env) for name in ("reminder", "notifier")}
-    await asyncio.gather(*(p.start() for p in started.values()))
-    yield started
-    for process in started.values():
-        await process.stop()
 
 
 async def _count(receiver: WebhookReceiver, order_id: str) -> int:

@@ -5,7 +5,6 @@ address), and `followup history` run as a command shows every decision."""
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,15 +14,6 @@ from tests.e2e.conftest import ServiceProcess
 from tests.harness import Kafka, eventually, order_created, payment_succeeded
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def services(stack_env: dict[str, str]) -> AsyncIterator[dict[str, ServiceProcess]]:
-    started = {name: ServiceProcess(name, stack_env) for name in ("reminder", "notifier")}
-    await asyncio.gather(*(p.start() for p in started.values()))
-    yield started
-    for process in started.values():
-        await process.stop()
 
 
 async def _of_kind(gateway: WebhookReceiver, kind: str) -> list[dict[str, object]]:
