@@ -114,7 +114,6 @@ def shipment_message(
         template = f"shipment_update.{resolution.value}"
         ahead = _still_ahead(expected_delivery(shipment), now, policy.timezone)
         variables |= {"after_delay": True, "expected_delivery": ahead}
-        priority = Priority.NORMAL
         extra: dict[str, Any] = {
             "resolution": resolution.value,
             "evidence": {
@@ -127,7 +126,6 @@ def shipment_message(
         assert message.problem is not None  # noqa: S101 - only closing messages lack one
         kind = _kind(message.problem.rule)
         template = template_of(message.problem.rule)
-        priority = _PRIORITY.get(message.problem.severity, Priority.NORMAL)
         extra = {}
     return _episode_command(
         kind,
@@ -137,7 +135,6 @@ def shipment_message(
         message=message,
         episode=episode,
         variables=variables,
-        priority=priority,
         extra=extra,
         expires_at=now + policy.followup_every,
         source=(shipment.source_event_id, shipment.source_event_time),
@@ -243,7 +240,6 @@ def dispatch_message(
                 expected_delivery(shipment) if shipment else None, now, policy.timezone
             ),
         }
-        priority = Priority.NORMAL
         extra: dict[str, Any] = {
             "resolution": Resolution.DISPATCHED.value,
             "evidence": {
@@ -255,7 +251,6 @@ def dispatch_message(
         assert message.problem is not None  # noqa: S101 - only closing messages lack one
         kind = NotificationKind.DISPATCH_DELAY
         template = "dispatch_delay"
-        priority = _PRIORITY.get(message.problem.severity, Priority.NORMAL)
         extra = {}
     return _episode_command(
         kind,
@@ -265,7 +260,6 @@ def dispatch_message(
         message=message,
         episode=episode,
         variables=variables,
-        priority=priority,
         extra=extra,
         expires_at=now + policy.followup_every,
         source=(order.source_event_id, order.source_event_time),
@@ -281,12 +275,17 @@ def _episode_command(
     message: Message,
     episode: Episode,
     variables: dict[str, Any],
-    priority: Priority,
     extra: dict[str, Any],
     expires_at: datetime,
     source: tuple[str | None, datetime | None],
 ) -> SendNotification:
-    """One step of an episode as a command; its key says which step, so it is sent once."""
+    """One step of an episode as a command; its key says which step, so it is sent once.
+    A closing message is good news at normal priority; the others go by severity."""
+    priority = (
+        _PRIORITY.get(message.problem.severity, Priority.NORMAL)
+        if message.stage is not Stage.CLOSING and message.problem is not None
+        else Priority.NORMAL
+    )
     return SendNotification(
         idempotency_key=f"{kind.value}:{subject}:{message.key_suffix(episode)}",
         kind=kind,
