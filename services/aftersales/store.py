@@ -1,14 +1,16 @@
-"""SQL of the after-sales service. A batch is a few round trips: arrays in, rows out."""
+"""SQL of the after-sales service. A batch is a few statements: arrays or one JSON document
+in (``batch_rows``), rows out."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
 
 from contracts.shop import AftersaleKind
-from followup.db import Connection, json_arg
+from followup.db import Connection, batch_rows, json_arg
 from services.aftersales.messages import OrderFacts
 from services.aftersales.policy import (
     Case,
@@ -58,6 +60,10 @@ class MessageRow:
     idempotency_key: str | None
     template: str | None
     decided_at: datetime
+
+
+# The fields in the order of the case_messages columns they are written to.
+_MESSAGE_ROW = attrgetter(*(f.name for f in fields(MessageRow)))
 
 
 @dataclass(frozen=True)
@@ -110,12 +116,18 @@ def _case(row: asyncpg.Record) -> Case:
 async def save_cases(conn: Connection, cases: Sequence[Case], now: datetime) -> None:
     if not cases:
         return
-    placeholders = ", ".join(f"${n}" for n in range(1, len(_CASE_COLUMNS) + 2))
+    columns = ", ".join(_CASE_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _CASE_COLUMNS[1:])
-    await conn.executemany(
-        f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, updated_at) VALUES ({placeholders}) "
+    # One statement for the batch; each row is an object keyed by column, typed by the table.
+    await conn.execute(
+        f"INSERT INTO cases ({columns}, updated_at) SELECT {columns}, $2 "
+        "FROM jsonb_populate_recordset(NULL::cases, $1::text::jsonb) "
         f"ON CONFLICT (case_id) DO UPDATE SET {updates}, updated_at = EXCLUDED.updated_at",
-        [(*_case_values(case), now) for case in sorted(cases, key=lambda c: c.case_id)],
+        batch_rows(
+            dict(zip(_CASE_COLUMNS, _case_values(case), strict=True))
+            for case in sorted(cases, key=lambda c: c.case_id)
+        ),
+        now,
     )
 
 
@@ -153,15 +165,19 @@ async def load_promises(
 async def save_promises(conn: Connection, promises: Sequence[tuple[str, Promise]]) -> None:
     if not promises:
         return
-    await conn.executemany(
+    # The last change of a promise wins; one statement may not update a row twice.
+    latest = {(case_id, p.kind): (case_id, p) for case_id, p in promises}
+    await conn.execute(
         "INSERT INTO case_promises (case_id, promise, started_at, due_at, outcome, resolved_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, promise) DO UPDATE SET "
+        "SELECT r->>0, r->>1, (r->>2)::timestamptz, (r->>3)::timestamptz, r->>4, "
+        "(r->>5)::timestamptz FROM jsonb_array_elements($1::text::jsonb) AS r "
+        "ON CONFLICT (case_id, promise) DO UPDATE SET "
         "started_at = EXCLUDED.started_at, due_at = EXCLUDED.due_at, "
         "outcome = EXCLUDED.outcome, resolved_at = EXCLUDED.resolved_at",
-        [
+        batch_rows(
             (case_id, p.kind.value, p.started_at, p.due_at, p.outcome.value, p.resolved_at)
-            for case_id, p in promises
-        ],
+            for case_id, p in (latest[key] for key in sorted(latest))
+        ),
     )
 
 
@@ -184,24 +200,12 @@ async def load_messages(
 async def record_messages(conn: Connection, rows: Sequence[MessageRow]) -> None:
     if not rows:
         return
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO case_messages (case_id, name, order_id, kind, decision, reason, "
-        "idempotency_key, template, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        "ON CONFLICT (case_id, name) DO NOTHING",
-        [
-            (
-                r.case_id,
-                r.name,
-                r.order_id,
-                r.kind,
-                r.decision,
-                r.reason,
-                r.idempotency_key,
-                r.template,
-                r.decided_at,
-            )
-            for r in rows
-        ],
+        "idempotency_key, template, decided_at) "
+        "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, (r->>8)::timestamptz "
+        "FROM jsonb_array_elements($1::text::jsonb) AS r ON CONFLICT (case_id, name) DO NOTHING",
+        batch_rows(map(_MESSAGE_ROW, rows)),
     )
 
 
