@@ -3,9 +3,10 @@
 
 A producer publishes commands at a fixed rate to a running notifier; each message's
 ``accepted_at`` (taken when its batch is consumed) and ``first_call_at`` (when the gateway
-call starts) come from the same clock in the notifier process.
+call starts) come from the same system clock, whichever of the notifier's processes took
+them.
 
-    .venv/bin/python -m bench.notifier_latency [--rate 500] [--seconds 30]
+    .venv/bin/python -m bench.notifier_latency [--rate 500] [--seconds 30] [--delivery-processes 2]
 """
 
 import argparse
@@ -18,14 +19,25 @@ import asyncpg
 import uvloop
 
 from bench.environment import bench_stack, machine, report
-from bench.notifier_stack import command, count_where, gateway, now, running_notifier, wait_until
+from bench.notifier_stack import (
+    add_delivery_processes_option,
+    command,
+    count_where,
+    gateway,
+    instance,
+    now,
+    running_notifier,
+    wait_until,
+)
 
 
-async def main(rate: int, seconds: int) -> None:
+async def main(rate: int, seconds: int, delivery_processes: int) -> None:
     total = rate * seconds
     async with bench_stack() as stack:
         with gateway() as gw, tempfile.TemporaryDirectory() as tmp:
-            async with running_notifier(stack, gw.url, Path(tmp)):
+            async with running_notifier(
+                stack, gw.url, Path(tmp), delivery_processes=delivery_processes
+            ):
                 producer = await stack.producer()
                 # Let the consumer groups settle so the first second is not a join delay.
                 await asyncio.sleep(5)
@@ -70,8 +82,8 @@ async def main(rate: int, seconds: int) -> None:
     p50, p95, p99 = row["p"]
     conditions = (
         f"{row['n']} of {total} commands at {total / produced_s:,.0f}/s for {produced_s:.0f} s, "
-        f"one notifier process, gateway in its own process, embedded broker and PostgreSQL, "
-        f"{machine()}"
+        f"{instance(delivery_processes)}, gateway in its own process, embedded broker and "
+        f"PostgreSQL, {machine()}"
     )
     report("command consumed -> provider call p50", p50, "ms", conditions)
     report("command consumed -> provider call p95", p95, "ms", conditions)
@@ -81,8 +93,9 @@ async def main(rate: int, seconds: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_delivery_processes_option(parser)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=30)
     arguments = parser.parse_args()
     # The event loop `followup run` uses: uvicorn picks uvloop when it is installed.
-    uvloop.run(main(arguments.rate, arguments.seconds))
+    uvloop.run(main(arguments.rate, arguments.seconds, arguments.delivery_processes))

@@ -2,6 +2,7 @@
 not compete with the notifier's event loop), the notifier running in this process on the
 wall clock, and commands as the other services write them."""
 
+import argparse
 import asyncio
 import multiprocessing
 import socket
@@ -140,10 +141,35 @@ def command(n: int, now: datetime, not_before: datetime | None = None) -> bytes:
     return encode(envelope(SendNotificationCommand, data, source="bench", time=now))
 
 
+def add_delivery_processes_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--delivery-processes",
+        type=int,
+        default=2,
+        help="the notifier's delivery_processes (0: it delivers in its own process)",
+    )
+
+
+def instance(delivery_processes: int) -> str:
+    """The notifier as the figures' conditions name it."""
+    if not delivery_processes:
+        return "one notifier process"
+    return (
+        f"one notifier instance: its process consuming and publishing, {delivery_processes} "
+        "delivery processes"
+    )
+
+
 @asynccontextmanager
-async def running_notifier(stack: BenchStack, url: str, tmp: Path) -> AsyncIterator[None]:
+async def running_notifier(
+    stack: BenchStack, url: str, tmp: Path, *, delivery_processes: int = 0
+) -> AsyncIterator[None]:
     policy = tmp / "followup.toml"
-    policy.write_text("[notifier]\nconcurrency = 1000\nclaim_batch = 500\n", encoding="utf-8")
+    policy.write_text(
+        "[notifier]\nconcurrency = 1000\nclaim_batch = 500\n"
+        f"delivery_processes = {delivery_processes}\n",
+        encoding="utf-8",
+    )
     settings = stack.settings(
         NotifierSettings,
         kafka_session_timeout_ms=2000,

@@ -5,9 +5,10 @@ N commands wait on ``followup.notifications``, all due at the same moment a litt
 queue, measured until every command is queued), then at the due time it delivers them to a
 local HTTP gateway running in another process (measured by the gateway from its first to its
 last message). Every message goes to its own customer, so the contact budget does not hold
-any back.
+any back. By default the notifier delivers from two processes of its own
+(``delivery_processes = 2``); ``--delivery-processes 0`` measures one process doing it all.
 
-    .venv/bin/python -m bench.notifier_throughput [--messages 20000]
+    .venv/bin/python -m bench.notifier_throughput [--messages 20000] [--delivery-processes 2]
 """
 
 import argparse
@@ -21,17 +22,19 @@ import uvloop
 
 from bench.environment import bench_stack, machine, report
 from bench.notifier_stack import (
+    add_delivery_processes_option,
     attempt_outcomes,
     command,
     count_where,
     gateway,
+    instance,
     now,
     running_notifier,
     wait_until,
 )
 
 
-async def main(messages: int) -> None:
+async def main(messages: int, delivery_processes: int) -> None:
     async with bench_stack() as stack:
         at = now()
         due = at + timedelta(seconds=20 + messages / 500)
@@ -41,7 +44,9 @@ async def main(messages: int) -> None:
         )
         conn = await asyncpg.connect(stack.dsn)
         with gateway() as gw, tempfile.TemporaryDirectory() as tmp:
-            async with running_notifier(stack, gw.url, Path(tmp)):
+            async with running_notifier(
+                stack, gw.url, Path(tmp), delivery_processes=delivery_processes
+            ):
                 started = time.perf_counter()
 
                 async def all_queued() -> bool:
@@ -65,7 +70,8 @@ async def main(messages: int) -> None:
             outcomes = await attempt_outcomes(conn)
         await conn.close()
     conditions = (
-        f"{messages} messages, one notifier process (concurrency 1000, claims of 500), "
+        f"{messages} messages, {instance(delivery_processes)} (each: concurrency 1000, "
+        "claims of 500), "
         f"gateway in its own process, embedded broker and PostgreSQL, {machine()}"
     )
     report(
@@ -82,6 +88,8 @@ async def main(messages: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_delivery_processes_option(parser)
     parser.add_argument("--messages", type=int, default=20_000)
     # The event loop `followup run` uses: uvicorn picks uvloop when it is installed.
-    uvloop.run(main(parser.parse_args().messages))
+    arguments = parser.parse_args()
+    uvloop.run(main(arguments.messages, arguments.delivery_processes))

@@ -3,7 +3,10 @@
 Labels never carry customer, order or case ids: those would make a series per customer.
 """
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -84,3 +87,40 @@ class RuntimeMetrics:
             ["loop"],
             registry=registry,
         )
+
+
+# Families whose samples are levels, not running totals: the highest level of any process is
+# what an operator needs (a circuit open anywhere, the deepest queue seen).
+_LEVELS = frozenset({"gauge", "info", "stateset", "unknown"})
+
+
+def merge_families(groups: Iterable[Iterable[Metric]]) -> list[Metric]:
+    """The metric families of several processes of one service, as one service's.
+
+    Counters, histograms and summaries add up; a level (gauge) is the largest of the
+    processes'; a ``_created`` timestamp is the earliest. Series keep their first-seen order,
+    so a histogram's buckets stay together and in order."""
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in groups:
+        for family in families:
+            if family.name not in merged:
+                merged[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit
+                )
+                values[family.name] = {}
+            series = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sample.labels.items()))
+                if key not in series:
+                    series[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    series[key] = min(series[key], sample.value)
+                elif family.type in _LEVELS:
+                    series[key] = max(series[key], sample.value)
+                else:
+                    series[key] += sample.value
+    for name, family in merged.items():
+        for (sample_name, labels), value in values[name].items():
+            family.add_sample(sample_name, dict(labels), value)
+    return list(merged.values())

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +22,7 @@ from faststream.asgi.types import ASGIApp, Scope
 from faststream.kafka import KafkaMessage
 from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from pydantic import SkipValidation
 
 from contracts.codec import EventDecoder
@@ -32,8 +33,9 @@ from followup.consumer import BatchConsumer, DeadLetters, EventProcessor, Pendin
 from followup.db import create_pool, migrate, service_migrations
 from followup.inbox import purge_inbox
 from followup.kafka import TopicNames, consumer_group, create_broker
+from followup.listen import Listener, table_channel
 from followup.loops import Loop, supervise, wait_for_any
-from followup.metrics import RuntimeMetrics
+from followup.metrics import RuntimeMetrics, merge_families
 from followup.outbox import OutboxRelay
 from followup.settings import RuntimeSettings
 from followup.timers import TimerHandler, TimerLoop
@@ -44,7 +46,6 @@ E = TypeVar("E", bound=CloudEvent)
 
 _STATS_INTERVAL_S = 15.0
 _HOUSEKEEPING_INTERVAL_S = 3600.0
-_LISTEN_CHECK_S = 5.0
 
 
 async def _raw_batch(message: StreamMessage[Any]) -> list[bytes]:
@@ -61,16 +62,9 @@ async def _raw_batch(message: StreamMessage[Any]) -> list[bytes]:
 _GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
-
-
-def _notification_callback(wake: Callable[[], None]) -> Callable[..., None]:
-    def on_notification(*_: object) -> None:
-        wake()
-
-    return on_notification
 
 
 class ServiceRuntime:
@@ -99,8 +93,9 @@ class ServiceRuntime:
         self._loops: dict[str, Loop] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
         self._wakeups: dict[str, Callable[[], None]] = {}
+        self._listener = Listener(self._dsn, f"{self.schema}-listen", self._wakeups)
+        self._metric_sources: list[Callable[[], Iterable[Metric]]] = []
         self._pending_batches = PendingBatches()
         self.timers = TimerLoop(
             pool=self.pool,
@@ -220,7 +215,11 @@ class ServiceRuntime:
 
     def wake_on_insert(self, table: str, wake: Callable[[], None]) -> None:
         """Call ``wake`` when a transaction writing ``table`` commits (its trigger NOTIFYs)."""
-        self._wakeups[f"{self.schema}_{table}"] = wake
+        self._wakeups[table_channel(self.schema, table)] = wake
+
+    def add_metrics_source(self, source: Callable[[], Iterable[Metric]]) -> None:
+        """Metric families of this service's other processes, merged into ``/metrics``."""
+        self._metric_sources.append(source)
 
     def add_loop(self, name: str, loop: Loop) -> None:
         """A background loop started after the broker and stopped before it."""
@@ -229,7 +228,7 @@ class ServiceRuntime:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start_database(self) -> None:
-        _tune_garbage_collector()
+        tune_garbage_collector()
         self._pool = await create_pool(
             self._dsn,
             self.schema,
@@ -255,8 +254,8 @@ class ServiceRuntime:
         if self._timer_handlers:
             loops["timers"] = self.timers.run
         loops["housekeeping"] = self._housekeeping
-        loops["listen"] = self._keep_listening
-        await self._listen()  # before the loops, so work committed from now on wakes them
+        loops["listen"] = self._listener.keep_listening
+        await self._listener.open()  # before the loops, so work committed from now on wakes them
         self._tasks = [
             asyncio.create_task(supervise(name, loop, self._stop, self.metrics), name=name)
             for name, loop in loops.items()
@@ -270,9 +269,7 @@ class ServiceRuntime:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
+        await self._listener.close()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -281,30 +278,6 @@ class ServiceRuntime:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-    async def _listen(self) -> bool:
-        """LISTEN for new outbox rows, timers and queue rows: work starts at commit."""
-        try:
-            listener = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": f"{self.schema}-listen"}
-            )
-            for channel, wake in self._wakeups.items():
-                await listener.add_listener(channel, _notification_callback(wake))
-        except (OSError, asyncpg.PostgresError) as exc:
-            # Not fatal: both loops also poll. Lateness grows to the poll interval meanwhile.
-            log.warning("LISTEN unavailable, relying on polling: %s", exc)
-            return False
-        self._listener = listener
-        return True
-
-    async def _keep_listening(self, stop: asyncio.Event) -> None:
-        """Reopen the LISTEN connection after a database outage or restart took it away."""
-        while not stop.is_set():
-            if (self._listener is None or self._listener.is_closed()) and await self._listen():
-                log.info("listening for database notifications again")
-                for wake in self._wakeups.values():
-                    wake()  # whatever was committed while nobody listened
-            await wait_for_any(stop, _LISTEN_CHECK_S)
 
     async def _stats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -358,13 +331,18 @@ class ServiceRuntime:
         checks["loops"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
         return checks
 
-    def routes(self) -> list[tuple[str, ASGIApp]]:
-        registry = self.registry
+    def collect(self) -> list[Metric]:
+        """What ``/metrics`` shows: this process's metrics and its other processes'."""
+        return merge_families(
+            [self.registry.collect(), *(source() for source in self._metric_sources)]
+        )
 
+    def routes(self) -> list[tuple[str, ASGIApp]]:
         @get(include_in_schema=False)
         async def metrics(scope: Scope) -> AsgiResponse:  # noqa: ARG001
+            exposed = self if self._metric_sources else self.registry
             return AsgiResponse(
-                generate_latest(registry), 200, {"content-type": CONTENT_TYPE_LATEST}
+                generate_latest(exposed), 200, {"content-type": CONTENT_TYPE_LATEST}
             )
 
         @get(include_in_schema=False)

@@ -302,6 +302,14 @@ class NotifierPolicy(PolicySection):
         description="Claims of the queue running side by side, so sends go on while one "
         "waits for PostgreSQL.",
     )
+    delivery_processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes of their own that deliver from the queue, to use more than one "
+        "core (one sends about 1,500 messages/s); each has this `concurrency` and these "
+        "`claimers`. 0: the service's own process delivers.",
+    )
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message fails.")
     max_age: Duration = Field(
         default=timedelta(hours=24), description="A message not delivered by then fails."
