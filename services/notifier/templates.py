@@ -27,6 +27,7 @@ PARTS = ("subject", "text", "sms")
 ``sms`` for the short form."""
 
 _CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "HKD": "HK$"}
+_TEMPLATE_SYNTAX = ("{{", "{%", "{#")
 _EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -120,15 +121,21 @@ class TemplateCatalog:
             for template in load_directory(directory):
                 self._templates[(template.locale, template.name)] = template
         self.locales = sorted({locale for locale, _ in self._templates})
-        # Compiled once: compiling is most of the cost of a render.
-        self._compiled: dict[tuple[str, str, str], JinjaTemplate] = {}
+        # Compiled once: compiling is most of the cost of a render. A part without template
+        # syntax (many subjects) is its own text: through Jinja it would cost a context of
+        # its own, a third of a render.
+        self._compiled: dict[tuple[str, str, str], JinjaTemplate | str] = {}
         for (locale, name), template in self._templates.items():
             for part in PARTS:
+                source = getattr(template.body, part)
+                if not any(tag in source for tag in _TEMPLATE_SYNTAX):
+                    self._compiled[(locale, name, part)] = source.strip()
+                    continue
                 try:
-                    source = getattr(template.body, part)
                     self._compiled[(locale, name, part)] = self._env.from_string(source)
                 except TemplateError as exc:
                     raise TemplateProblem(f"{template.path}: {part}: {exc}") from exc
+        self._resolved: dict[tuple[str, str], Template] = {}
 
     def __iter__(self) -> Iterator[Template]:
         return iter(sorted(self._templates.values(), key=lambda t: (t.name, t.locale)))
@@ -136,10 +143,13 @@ class TemplateCatalog:
     def resolve(self, name: str, locale: str) -> Template:
         """The most specific template in the customer's language, falling back first on the
         name (``a.b.c`` -> ``a.b`` -> ``a``), then on the language, then the default locale."""
+        if (known := self._resolved.get((name, locale))) is not None:
+            return known
         names = [".".join(name.split(".")[:n]) for n in range(name.count(".") + 1, 0, -1)]
         for candidate_locale in self._locale_chain(locale):
             for candidate in names:
                 if (template := self._templates.get((candidate_locale, candidate))) is not None:
+                    self._resolved[(name, locale)] = template
                     return template
         raise TemplateProblem(f"no template {name!r} for locale {locale!r} or its fallbacks")
 
@@ -174,7 +184,7 @@ class TemplateCatalog:
         wanted = PARTS if sms else ("subject", "text")
         try:
             parts = {
-                part: self._compiled[(template.locale, template.name, part)].render(context).strip()
+                part: _render(self._compiled[(template.locale, template.name, part)], context)
                 for part in wanted
             }
             parts.setdefault("sms", "")
@@ -185,6 +195,10 @@ class TemplateCatalog:
         return Rendered(
             template=template.name, locale=template.locale, variables=variables, **parts
         )
+
+
+def _render(compiled: JinjaTemplate | str, context: Mapping[str, Any]) -> str:
+    return compiled if isinstance(compiled, str) else compiled.render(context).strip()
 
 
 def load_directory(directory: Path) -> list[Template]:

@@ -12,6 +12,7 @@ answer says so), no proxies, no cookies.
 """
 
 import asyncio
+import functools
 import ssl
 import time
 import urllib.parse
@@ -140,6 +141,9 @@ class _Target:
         return self.scheme, self.host, self.port
 
 
+# Most providers are called at the same URL over and over, and parsing it costs about as much
+# as writing the request; signed URLs (DingTalk, Feishu) differ per call, hence the bound.
+@functools.lru_cache(maxsize=64)
 def _target(url: str) -> _Target:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
