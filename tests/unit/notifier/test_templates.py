@@ -83,3 +83,20 @@ def test_a_malformed_template_file_names_itself(tmp_path: Path) -> None:
     (tmp_path / "en" / "broken.toml").write_text('subject = "x"\n')
     with pytest.raises(TemplateProblem, match=r"broken\.toml"):
         TemplateCatalog([tmp_path], default_locale="en")
+
+
+def test_text_without_template_syntax_is_rendered_as_written(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "note.toml").write_text(
+        'subject = "  Your order is kept for you  "\n'
+        'text = """\nBraces { alone } and 50% off stay as they are.\n"""\n'
+        'sms = "{# a comment is syntax #}Order {{ order_id }}"\n',
+        encoding="utf-8",
+    )
+    catalog = TemplateCatalog([tmp_path], default_locale="en")
+
+    rendered = catalog.render("note", "en", "UTC", {"order_id": "O-1"})
+
+    assert rendered.subject == "Your order is kept for you"
+    assert rendered.text == "Braces { alone } and 50% off stay as they are."
+    assert rendered.sms == "Order O-1"
