@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -47,35 +48,37 @@ _MAX_RESTART_DELAY_S = 30.0
 _HEALTHY_RUN_S = 60.0
 
 
-def _process_main(
-    schema: str,
-    settings: NotifierSettings,
-    policy: NotifierPolicy,
-    stop_reader: Connection,
-    metrics_writer: Connection,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """What a delivery process is started with (pickled to it)."""
+
+    schema: str
+    settings: NotifierSettings
+    policy: NotifierPolicy
+    stop_reader: Connection
+    """A word or an EOF from the service's process: stop."""
+    metrics_writer: Connection
+    """Snapshots of the process's metrics, to the service's process."""
+
+
+def _process_main(job: _Job) -> None:
     """A delivery process (spawned, so nothing of the parent's event loop comes along)."""
     # Ctrl-C reaches the whole process group; the service's process says when to stop, after
     # the consumers, so that sends under way are finished and recorded.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(schema, level=settings.log_level, fmt=settings.log_format)
-    uvloop.run(_deliver(schema, settings, policy, stop_reader, metrics_writer))
+    configure_logging(job.schema, level=job.settings.log_level, fmt=job.settings.log_format)
+    uvloop.run(_deliver(job))
 
 
-async def _deliver(
-    schema: str,
-    settings: NotifierSettings,
-    policy: NotifierPolicy,
-    stop_reader: Connection,
-    metrics_writer: Connection,
-) -> None:
+async def _deliver(job: _Job) -> None:
+    schema, settings, policy = job.schema, job.settings, job.policy
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
     def wait_for_stop() -> None:
         # A word from the service's process, or its end (EOF): stop either way.
         with contextlib.suppress(EOFError):
-            stop_reader.recv()
+            job.stop_reader.recv()
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=wait_for_stop, name="wait-for-stop", daemon=True).start()
@@ -102,13 +105,13 @@ async def _deliver(
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(listener.keep_listening(stop))
-            tasks.create_task(_report(registry, metrics_writer, stop))
+            tasks.create_task(_report(registry, job.metrics_writer, stop))
             tasks.create_task(supervise("deliveries", delivering, stop, runtime_metrics))
     finally:
         await listener.close()
         await pool.close()
         with contextlib.suppress(OSError):  # the service's process may be gone
-            metrics_writer.send(list(registry.collect()))  # the final totals
+            job.metrics_writer.send(list(registry.collect()))  # the final totals
 
 
 async def _report(
@@ -174,7 +177,7 @@ class DeliveryProcesses:
         metrics_reader, metrics_writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_process_main,
-            args=(self._schema, self._settings, self._policy, stop_reader, metrics_writer),
+            args=(_Job(self._schema, self._settings, self._policy, stop_reader, metrics_writer),),
             name=f"{self._schema}-delivery-{index}",
             daemon=True,
         )

@@ -67,6 +67,13 @@ class Running:
             )
             await self.kafka.publish("followup.notifications", encode(event), key=f"C-{n}")
 
+    async def deliver(self, numbers: range) -> None:
+        """Send these and wait until they and every earlier one went out, each once."""
+        await self.send(*numbers)
+        total = numbers.stop
+        await eventually(self.sent, lambda sent: sent == total, what=f"{total} sent")
+        assert self.gateway_keys() == sorted(f"update:O-{i}" for i in range(total))
+
     async def sent(self) -> int:
         count: int = await self.db.fetchval(
             "SELECT count(*) FROM notifier.deliveries WHERE status = 'sent'"
@@ -125,9 +132,7 @@ async def test_delivery_processes_send_every_message_once_and_metrics_count_them
     with_notifier: NotifierRunner,
 ) -> None:
     async with with_notifier() as n:
-        await n.send(*range(40))
-        await eventually(n.sent, lambda sent: sent == 40, what="40 sent")
-        assert n.gateway_keys() == sorted(f"update:O-{i}" for i in range(40))
+        await n.deliver(range(40))
         # The service's own process delivers nothing itself: every call counted here was
         # made in a delivery process and reached /metrics through its snapshots.
         await n.counted(CALLS, 40)
@@ -142,8 +147,7 @@ async def test_a_killed_delivery_process_is_replaced_and_what_it_counted_stays_c
     with_notifier: NotifierRunner,
 ) -> None:
     async with with_notifier() as n:
-        await n.send(*range(20))
-        await eventually(n.sent, lambda sent: sent == 20, what="20 sent")
+        await n.deliver(range(20))
         await n.counted(CALLS, 20)
 
         killed = {p.pid for p in delivery_processes()}
@@ -158,9 +162,7 @@ async def test_a_killed_delivery_process_is_replaced_and_what_it_counted_stays_c
         await n.counted(RESTARTS, 2)
         await n.counted(CALLS, 20)  # the killed processes' totals are not lost
 
-        await n.send(*range(20, 30))
-        await eventually(n.sent, lambda sent: sent == 30, what="30 sent")
-        assert n.gateway_keys() == sorted(f"update:O-{i}" for i in range(30))
+        await n.deliver(range(20, 30))
         await n.counted(CALLS, 30)
 
 
@@ -169,8 +171,7 @@ async def test_stopping_the_notifier_stops_its_delivery_processes_cleanly(
 ) -> None:
     async with with_notifier() as n:
         processes = delivery_processes()
-        await n.send(*range(10))
-        await eventually(n.sent, lambda sent: sent == 10, what="10 sent")
+        await n.deliver(range(10))
     assert delivery_processes() == []
     assert [p.exitcode for p in processes] == [0, 0]
 
