@@ -7,6 +7,7 @@ failover and circuit breakers.
 
 import asyncio
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -276,14 +277,27 @@ class MailHandler:
         return "250 Message accepted for delivery"
 
 
+_BIND_TRIES = 5
+
+
 class SmtpServer:
     def __init__(self) -> None:
         self.handler = MailHandler()
-        self._port = free_port()
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
+        self._port = 0
 
     def start(self) -> str:
-        self._controller.start()
+        # aiosmtpd needs the port up front, and a port free a moment ago may be taken (by
+        # another test's outgoing connection) before the server binds it: take another.
+        for tries_left in reversed(range(_BIND_TRIES)):
+            self._port = free_port()
+            self._controller = Controller(self.handler, hostname="127.0.0.1", port=self._port)
+            try:
+                self._controller.start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or not tries_left:
+                    raise
+            else:
+                break
         return f"smtp://127.0.0.1:{self._port}"
 
     def stop(self) -> None:
