@@ -118,7 +118,13 @@ async def _report(
     registry: CollectorRegistry, metrics_writer: Connection, stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
-        metrics_writer.send(list(registry.collect()))
+        try:
+            metrics_writer.send(list(registry.collect()))
+        except OSError:
+            # The service's process is gone: stop the way its EOF would, letting the sends
+            # under way finish instead of failing the task group around them.
+            stop.set()
+            return
         await wait_for_any(stop, _REPORT_INTERVAL_S)
 
 
