@@ -94,6 +94,12 @@ class RuntimeMetrics:
 _LEVELS = frozenset({"gauge", "info", "stateset", "unknown"})
 
 
+def totals(families: Iterable[Metric]) -> list[Metric]:
+    """The running totals among ``families``: what a process that ended leaves behind (its
+    levels ended with it)."""
+    return [f for f in families if f.type not in _LEVELS]
+
+
 def merge_families(groups: Iterable[Iterable[Metric]]) -> list[Metric]:
     """The metric families of several processes of one service, as one service's.
 

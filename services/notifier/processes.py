@@ -22,7 +22,6 @@ import threading
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 import uvloop
 from prometheus_client import CollectorRegistry
@@ -33,7 +32,7 @@ from followup.db import create_pool
 from followup.listen import Listener, table_channel
 from followup.logs import configure_logging
 from followup.loops import supervise, wait_for_any
-from followup.metrics import RuntimeMetrics, merge_families
+from followup.metrics import RuntimeMetrics, merge_families, totals
 from followup.service_app import tune_garbage_collector
 from services.notifier.delivery import deliver, notifier_service
 from services.notifier.metrics import NotifierMetrics
@@ -147,7 +146,6 @@ class DeliveryProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._latest: dict[int, list[Metric]] = {}
         self._ended: list[Metric] = []
-        self.processes: dict[int, BaseProcess] = {}
 
     def collect(self) -> list[Metric]:
         """The processes' metrics: the latest snapshot of each running one, plus the totals
@@ -191,7 +189,6 @@ class DeliveryProcesses:
         # The child holds its own ends now; closing ours lets each side see the other's EOF.
         stop_reader.close()
         metrics_writer.close()
-        self.processes[index] = process
         receiving = asyncio.ensure_future(asyncio.to_thread(self._receive, index, metrics_reader))
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -217,9 +214,8 @@ class DeliveryProcesses:
                 # reading thread ends at the EOF, and only then may its connection close.
                 process.terminate()
                 receiving.add_done_callback(lambda _: metrics_reader.close())
-            self.processes.pop(index, None)
             # What it counted stays counted.
-            self._ended = merge_families([self._ended, self._totals(self._latest.pop(index, []))])
+            self._ended = merge_families([self._ended, totals(self._latest.pop(index, []))])
         return process.exitcode
 
     def _receive(self, index: int, metrics_reader: Connection) -> None:
@@ -229,8 +225,3 @@ class DeliveryProcesses:
                 self._latest[index] = metrics_reader.recv()
             except (EOFError, OSError):
                 return
-
-    @staticmethod
-    def _totals(families: list[Metric]) -> list[Metric]:
-        # A level (a circuit's state, the queue depth) was the process's; it ended with it.
-        return [f for f in families if f.type in ("counter", "histogram", "summary")]
