@@ -161,12 +161,13 @@ def json_arg(value: Any) -> str:
 def batch_rows(rows: Iterable[Sequence[Any]] | Iterable[Mapping[str, Any]]) -> str:
     """A whole batch as one JSON array of rows, read in SQL with
     ``FROM jsonb_array_elements($1::text::jsonb) AS r`` and ``r->>0``, ``(r->>1)::timestamptz``,
-    ``r->2`` for a nested JSON value (wrap JSON text already serialised in ``orjson.Fragment``;
-    write ``nullif(r->2, 'null')`` where it may be None, since ``->`` keeps a JSON null) and
-    so on. A row may also be an object keyed by column name, for
-    ``jsonb_populate_recordset(NULL::<table>, $1::text::jsonb)``, which types each value by
-    the table's columns. The parameter is text so that the pool's jsonb codec does not encode
-    it twice.
+    ``r->2`` for a nested JSON value (write ``nullif(r->2, 'null')`` where it may be None,
+    since ``->`` keeps a JSON null) and so on. A row may also be an object keyed by column
+    name, for ``jsonb_populate_recordset(NULL::<table>, $1::text::jsonb)``, which types each
+    value by the table's columns. The parameter is text so that the pool's jsonb codec does not
+    encode it twice. Long values (JSON documents of their own) are cheaper beside the batch, as
+    a ``text[]`` zipped to the rows with ``ROWS FROM (jsonb_array_elements(...), unnest(...))``:
+    inside it PostgreSQL would parse them into jsonb only to print them back.
 
     One parameter serialised by orjson instead of one typed array per column: asyncpg encodes
     array parameters element by element, with several ABC isinstance checks each, which at a

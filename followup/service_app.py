@@ -168,6 +168,7 @@ class ServiceRuntime:
             metrics=self.metrics,
             pending=self._pending_batches,
             deduplicate=deduplicate,
+            lanes=self.settings.kafka_batch_lanes,
         )
 
         # FastStream documents the channel from the first parameter: one event per Kafka
@@ -178,26 +179,22 @@ class ServiceRuntime:
         handler.__name__ = f"{self.name}_{topic.name.lower()}"
         handler.__doc__ = description
         handler.__annotations__["body"] = Annotated[decoder.schema, SkipValidation]
-        # Several members of the group in one process share the topic's partitions: while one
-        # waits for PostgreSQL, another decodes and decides, so both cores are used.
-        for member in range(self.settings.kafka_consumers_per_topic):
-            self.broker.subscriber(
-                self.topics(topic),
-                batch=True,
-                group_id=group_id,
-                # Commit only after the handler returned, i.e. after the transaction
-                # committed; on error rewind, so nothing past unprocessed work is committed.
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-                auto_offset_reset="earliest",
-                max_records=self.settings.kafka_batch_max_records,
-                batch_timeout_ms=self.settings.kafka_batch_timeout_ms,
-                session_timeout_ms=self.settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
-                decoder=_raw_batch,
-                title=f"{self.name}:{topic.value}",
-                description=description,
-                include_in_schema=member == 0,
-            )(handler)
+        self.broker.subscriber(
+            self.topics(topic),
+            batch=True,
+            group_id=group_id,
+            # Commit only after the handler returned, i.e. after the transactions committed;
+            # on error rewind, so nothing past unprocessed work is committed.
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            max_records=self.settings.kafka_batch_max_records,
+            batch_timeout_ms=self.settings.kafka_batch_timeout_ms,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+            decoder=_raw_batch,
+            title=f"{self.name}:{topic.value}",
+            description=description,
+        )(handler)
 
     def publishes(self, topic: Topic, *, schema: Any, description: str) -> None:
         """Declare a topic this service writes through its outbox. The FastStream publisher

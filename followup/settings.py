@@ -42,11 +42,11 @@ class RuntimeSettings(BaseSettings):
         default=1_000, ge=1, description="Most records handled in one database transaction."
     )
     kafka_batch_timeout_ms: int = Field(default=100, ge=0)
-    kafka_consumers_per_topic: int = Field(
-        default=1,
+    kafka_batch_lanes: int = Field(
+        default=2,
         ge=1,
-        description="Consumer-group members per topic in one process; more than one overlaps "
-        "one batch's database wait with the next batch's decoding (up to the partitions).",
+        description="Parts of each fetched batch, split by record key, stored side by side in "
+        "their own transactions: one part's database wait overlaps the next one's decoding.",
     )
 
     database_url: str | None = Field(

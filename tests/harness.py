@@ -5,17 +5,18 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from faststream.asgi import AsgiFastStream
 
 from contracts.topics import all_topic_names
+from followup.consumer import DeadLetter, DeadLetters
 from followup.kafka import committed_offsets, create_topics
 from followup.stack.embedded import EmbeddedKafka, EmbeddedPostgres, with_database
 
@@ -264,3 +265,22 @@ async def kafka_for_test(bootstrap: str) -> AsyncIterator[Kafka]:
         yield Kafka(bootstrap, prefix, producer)
     finally:
         await producer.stop()
+
+
+def consumer_record(
+    topic: str, key: bytes | None, value: bytes, *, partition: int = 0, offset: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as the consumer hands it over, for tests of a consumer's handler itself."""
+    return ConsumerRecord(
+        topic, partition, offset, 0, 0, key, value, None, len(key or b""), len(value), ()
+    )
+
+
+class KeptDeadLetters(DeadLetters):
+    """Dead letters kept in a list, for tests of a consumer's handler without a broker."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)

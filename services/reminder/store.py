@@ -142,9 +142,13 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[st
                             total, currency, details, created_event, segment, variant, plan,
                             planned_at)
         SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::timestamptz,
-               (r->>5)::timestamptz, (r->>6)::numeric, r->>7, (r->8)::json,
-               r->>9, r->>10, r->>11, nullif(r->12, 'null')::json, (r->>13)::timestamptz
-        FROM jsonb_array_elements($1::text::jsonb) AS r
+               (r->>5)::timestamptz, (r->>6)::numeric, r->>7, details::json,
+               r->>8, r->>9, r->>10, nullif(r->11, 'null')::json, (r->>12)::timestamptz
+        -- The details (half a kilobyte each) go beside the rows as text, zipped back by
+        -- position: inside the JSON document PostgreSQL would parse them into jsonb and print
+        -- them back (bench/: 41-50 against 52-66 us per order for the statement).
+        FROM ROWS FROM (jsonb_array_elements($1::text::jsonb), unnest($2::text[]))
+             AS batch(r, details)
         ON CONFLICT (order_id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, locale = EXCLUDED.locale,
             timezone = EXCLUDED.timezone, created_at = EXCLUDED.created_at,
@@ -171,7 +175,6 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[st
                 o.pay_deadline,
                 o.total,
                 o.currency,
-                orjson.Fragment(o.details),
                 o.created_event,
                 o.segment,
                 o.variant,
@@ -180,6 +183,7 @@ async def record_orders(conn: Connection, orders: Sequence[NewOrder]) -> dict[st
             )
             for o in ordered
         ),
+        [o.details for o in ordered],
     )
     return {
         r["order_id"]: OrderState(OrderStatus(r["status"]), r["segment"], r["variant"])

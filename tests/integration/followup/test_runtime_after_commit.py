@@ -2,26 +2,18 @@
 pending timers looked up without waiting for the ones another replica is firing."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from contracts.codec import ORDER_EVENTS
 from followup.clock import ManualClock
-from followup.consumer import BatchConsumer, DeadLetters, PendingBatches
-from followup.db import (
-    RUNTIME_MIGRATIONS,
-    Connection,
-    create_pool,
-    is_transient,
-    migrate,
-    migrations_in,
-)
+from followup.consumer import BatchConsumer, PendingBatches
+from followup.db import Connection, is_transient
 from followup.metrics import RuntimeMetrics
 from followup.timers import (
     AfterCommit,
@@ -31,20 +23,11 @@ from followup.timers import (
     pending_timers_of,
     schedule_timers,
 )
-from tests.harness import order_created
+from tests.harness import KeptDeadLetters, consumer_record, order_created
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database, "runtime_test", size=4, connect_timeout_s=10)
-    async with pool.acquire() as conn:
-        await migrate(conn, "runtime_test", migrations_in(RUNTIME_MIGRATIONS, "runtime"))
-    yield pool
-    await pool.close()
 
 
 async def test_timer_handlers_work_after_commit_only_when_the_batch_committed(
@@ -113,14 +96,6 @@ async def test_pending_timers_skip_those_another_transaction_holds(pool: asyncpg
     assert [(t.key, t.subject, t.due_at) for t in pending] == [("o2:1", "o2", T0)]
 
 
-class _NoDeadLetters(DeadLetters):
-    def __init__(self) -> None:
-        self.letters: list[Any] = []
-
-    async def publish(self, letters: Sequence[Any]) -> None:
-        self.letters.extend(letters)
-
-
 async def test_consumed_batches_work_after_commit_once(pool: asyncpg.Pool) -> None:
     visible_at_commit: list[int] = []
 
@@ -135,14 +110,12 @@ async def test_consumed_batches_work_after_commit_once(pool: asyncpg.Pool) -> No
         decoder=ORDER_EVENTS,
         process=process,
         pool=lambda: pool,
-        dead_letters=_NoDeadLetters(),
+        dead_letters=KeptDeadLetters(),
         metrics=RuntimeMetrics(CollectorRegistry()),
         pending=PendingBatches(),
     )
     event = order_created("O-1", at=T0, deadline=T0 + timedelta(hours=1), event_id="e-1")
-    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
-        "shop.orders", 0, 0, 0, 0, b"O-1", json.dumps(event).encode(), None, 3, 100, ()
-    )
+    record = consumer_record("shop.orders", b"O-1", json.dumps(event).encode())
     await consumer.handle([record, record])
     await consumer.handle([record])  # redelivered: a duplicate, nothing new to count
     assert visible_at_commit == [1]
