@@ -1,10 +1,10 @@
 """Tracking events ingested per second by one logistics instance (goal: >= 10,000/s).
 
 Publishes a backlog of shipment events (one dispatch and several scans per parcel, a few
-carrier exceptions among them, keyed by order as the platform does), then starts one
-logistics service in this process and times how fast it works through the backlog: decode,
-dead-letter check, inbox dedupe, merge, reconcile, timer moves and outbox, one transaction
-per batch. The figure is the steady rate from the first committed batch to the last.
+carrier exceptions among them, keyed by order as the platform does), then runs
+``followup run logistics`` (as operators run it) and times how fast it works through the
+backlog: decode, dead-letter check, inbox dedupe, merge, reconcile, timer moves and outbox.
+The figure is the steady rate from the first committed batch to the last.
 
     .venv/bin/python -m bench.logistics_ingest [--shipments 20000] [--scans 9]
 """
@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench.environment import bench_stack, machine, report
-from services.logistics.app import create_app
-from services.logistics.settings import LogisticsSettings
+from bench.service_process import consume_backlog, service_process
 
 _STATUSES = ["in_transit"] * 900 + ["out_for_delivery"] * 98 + ["exception", "customs_hold"]
 
@@ -85,36 +83,21 @@ async def main(shipments: int, scans: int, batch: int) -> None:
     async with bench_stack() as stack:
         now = datetime.now(UTC)
         total = await stack.publish_all("shop.shipments", shipment_events(shipments, scans, now))
-        settings = stack.settings(
-            LogisticsSettings,
-            kafka_batch_max_records=batch,
-        )
-        app = create_app(settings)
+        async with service_process(
+            stack, "logistics", KAFKA_BATCH_MAX_RECORDS=str(batch)
+        ) as process:
+            consumed = await consume_backlog(stack, process, "logistics", "shop.shipments", total)
         db = await asyncpg.connect(stack.dsn)
-        await app.start()
-        try:
-            done = 0
-            while not done:
-                done = await db.fetchval("SELECT count(*) FROM logistics.inbox")
-                await asyncio.sleep(0.05)
-            first, first_count, cpu_first = time.perf_counter(), done, time.process_time()
-            while done < total:
-                await asyncio.sleep(0.2)
-                done = await db.fetchval("SELECT count(*) FROM logistics.inbox")
-            elapsed = time.perf_counter() - first
-            cpu = time.process_time() - cpu_first
-            notices = await db.fetchval("SELECT count(*) FROM logistics.notices")
-            timers = await db.fetchval("SELECT count(*) FROM logistics.timers")
-        finally:
-            await app.stop()
-            await db.close()
+        notices = await db.fetchval("SELECT count(*) FROM logistics.notices")
+        timers = await db.fetchval("SELECT count(*) FROM logistics.timers")
+        await db.close()
         report(
             "logistics ingest, one instance",
-            (total - first_count) / elapsed,
+            consumed.rate,
             "events/s",
             f"{total} shipment events ({shipments} parcels: 1 dispatch + {scans} scans, "
             f"{notices} notices decided, {timers} timers live, "
-            f"{cpu / (total - first_count) * 1e6:.0f} µs of service CPU per event), batches of "
+            f"{consumed.cpu_us_per_event:.0f} µs of service CPU per event), batches of "
             f"{batch}, 3 partitions, embedded broker and PostgreSQL, {machine()}",
         )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.environment import bench_stack, machine, report
-from bench.reminder_service import reminder_process, rss_mib, wait_until
+from bench.service_process import rss_mib, service_process, wait_until
 
 _DETAILS = (
     '{"customer": {"id": "C", "name": "王女士", "member_level": "none"}, '
@@ -76,7 +76,7 @@ async def main(pending: int, due: int, rate: float) -> None:
         policy = Path(tempfile.mkdtemp()) / "followup.toml"
         # Quiet hours off: the benchmark must not depend on the hour it runs at in Shanghai.
         policy.write_text("[reminder.quiet_hours]\nenabled = false\n", encoding="utf-8")
-        async with reminder_process(stack, policy) as process:
+        async with service_process(stack, "reminder", policy) as process:
             conn = await asyncpg.connect(stack.dsn)
             later = datetime.now(UTC) + timedelta(days=7)
             have = 0
