@@ -21,6 +21,7 @@ import asyncpg
 
 from bench.environment import bench_stack, machine, report
 from bench.service_process import consume_backlog, service_process
+from followup.settings import RuntimeSettings
 
 _STATUSES = ["in_transit"] * 900 + ["out_for_delivery"] * 98 + ["exception", "customs_hold"]
 
@@ -97,8 +98,9 @@ async def main(shipments: int, scans: int, batch: int) -> None:
             "events/s",
             f"{total} shipment events ({shipments} parcels: 1 dispatch + {scans} scans, "
             f"{notices} notices decided, {timers} timers live, "
-            f"{consumed.cpu_us_per_event:.0f} µs of service CPU per event), batches of "
-            f"{batch}, 3 partitions, embedded broker and PostgreSQL, {machine()}",
+            f"{consumed.cpu_us_per_event:.0f} µs of service CPU per event), batches of up to "
+            f"{batch} in {RuntimeSettings().kafka_batch_lanes} lanes, 3 partitions, embedded "
+            f"broker and PostgreSQL, {machine()}",
         )
 
 
@@ -106,6 +108,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shipments", type=int, default=20_000)
     parser.add_argument("--scans", type=int, default=9)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=RuntimeSettings.model_fields["kafka_batch_max_records"].default,
+    )
     arguments = parser.parse_args()
     asyncio.run(main(arguments.shipments, arguments.scans, arguments.batch))

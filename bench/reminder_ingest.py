@@ -20,6 +20,7 @@ import asyncpg
 
 from bench.environment import bench_stack, machine, report
 from bench.service_process import consume_backlog, service_process
+from followup.settings import RuntimeSettings
 
 
 def order_event(n: int, at: datetime) -> bytes:
@@ -85,7 +86,9 @@ async def main(events: int) -> None:
             f"{events} events, {planned} tiers planned, {timers} pending timers (one per order: "
             "each tier schedules the next), first committed batch -> all offsets committed, "
             f"one instance ({consumed.cpu_us_per_event:.0f} µs of service CPU per event), "
-            f"batches of 1000, 3 partitions, embedded broker and PostgreSQL, {machine()}",
+            f"batches of up to {RuntimeSettings().kafka_batch_max_records} in "
+            f"{RuntimeSettings().kafka_batch_lanes} lanes, 3 partitions, embedded broker and "
+            f"PostgreSQL, {machine()}",
         )
 
 

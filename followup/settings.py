@@ -39,7 +39,10 @@ class RuntimeSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_batch_max_records: int = Field(
-        default=1_000, ge=1, description="Most records fetched and committed as one batch."
+        default=1_000,
+        ge=1,
+        description="Most records fetched and committed as one batch (one commit of offsets "
+        "per batch; its lanes are the transactions).",
     )
     kafka_batch_timeout_ms: int = Field(default=100, ge=0)
     kafka_batch_lanes: int = Field(
