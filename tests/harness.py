@@ -14,10 +14,14 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from faststream.asgi import AsgiFastStream
+from prometheus_client import CollectorRegistry
 
+from contracts.codec import ORDER_EVENTS
+from contracts.shop import OrderEvent
 from contracts.topics import all_topic_names
-from followup.consumer import DeadLetter, DeadLetters
+from followup.consumer import BatchConsumer, DeadLetter, DeadLetters, EventProcessor, PendingBatches
 from followup.kafka import committed_offsets, create_topics
+from followup.metrics import RuntimeMetrics
 from followup.stack.embedded import EmbeddedKafka, EmbeddedPostgres, with_database
 
 T = TypeVar("T")
@@ -284,3 +288,24 @@ class KeptDeadLetters(DeadLetters):
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+
+
+def order_consumer(
+    pool: asyncpg.Pool,
+    process: EventProcessor[OrderEvent],
+    *,
+    lanes: int = 1,
+    retry_budget_s: float = 30.0,
+) -> BatchConsumer[OrderEvent]:
+    """A consumer of shop.orders records handed to it directly, storing into ``pool``."""
+    return BatchConsumer(
+        topic="shop.orders",
+        decoder=ORDER_EVENTS,
+        process=process,
+        pool=lambda: pool,
+        dead_letters=KeptDeadLetters(),
+        metrics=RuntimeMetrics(CollectorRegistry()),
+        pending=PendingBatches(),
+        lanes=lanes,
+        retry_budget_s=retry_budget_s,
+    )

@@ -4,20 +4,16 @@ others have finished, without losing or repeating anything."""
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
-from prometheus_client import CollectorRegistry
 
-from contracts.codec import ORDER_EVENTS
 from contracts.shop import OrderEvent
-from followup.consumer import BatchConsumer, PendingBatches
 from followup.db import Connection
-from followup.metrics import RuntimeMetrics
-from tests.harness import KeptDeadLetters, consumer_record, order_created
+from tests.harness import consumer_record, order_consumer, order_created
 
 pytestmark = pytest.mark.integration
 
@@ -44,24 +40,6 @@ def records(keys: int, per_key: int) -> list[ConsumerRecord[bytes, bytes]]:
 async def applied(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
         return await conn.fetch("SELECT event_id, order_id, tx FROM applied ORDER BY seq")
-
-
-def lanes_consumer(
-    pool: asyncpg.Pool,
-    process: Callable[[Connection, Sequence[OrderEvent]], Awaitable[None]],
-    retry_budget_s: float = 30.0,
-) -> BatchConsumer[OrderEvent]:
-    return BatchConsumer(
-        topic="shop.orders",
-        decoder=ORDER_EVENTS,
-        process=process,
-        pool=lambda: pool,
-        dead_letters=KeptDeadLetters(),
-        metrics=RuntimeMetrics(CollectorRegistry()),
-        pending=PendingBatches(),
-        lanes=LANES,
-        retry_budget_s=retry_budget_s,
-    )
 
 
 async def record_applied(conn: Connection, events: Sequence[OrderEvent]) -> None:
@@ -92,7 +70,7 @@ async def test_lanes_run_side_by_side_and_keep_each_keys_events_together_in_orde
         await record_applied(conn, events)
 
     batch = records(keys=40, per_key=3)
-    await lanes_consumer(pool, process).handle(batch)
+    await order_consumer(pool, process, lanes=LANES).handle(batch)
 
     rows = await applied(pool)
     assert sorted(r["event_id"] for r in rows) == sorted(
@@ -116,7 +94,7 @@ async def test_a_failing_lane_hands_the_batch_back_and_the_redelivery_completes_
             raise ConnectionRefusedError("PostgreSQL is restarting")
         await record_applied(conn, events)
 
-    consumer = lanes_consumer(pool, process, retry_budget_s=0)
+    consumer = order_consumer(pool, process, lanes=LANES, retry_budget_s=0)
     batch = records(keys=40, per_key=2)
     with pytest.raises(ConnectionRefusedError):
         await consumer.handle(batch)

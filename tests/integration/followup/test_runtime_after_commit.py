@@ -10,9 +10,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from contracts.codec import ORDER_EVENTS
 from followup.clock import ManualClock
-from followup.consumer import BatchConsumer, PendingBatches
 from followup.db import Connection, is_transient
 from followup.metrics import RuntimeMetrics
 from followup.timers import (
@@ -23,7 +21,7 @@ from followup.timers import (
     pending_timers_of,
     schedule_timers,
 )
-from tests.harness import KeptDeadLetters, consumer_record, order_created
+from tests.harness import consumer_record, order_consumer, order_created
 
 pytestmark = pytest.mark.integration
 
@@ -105,15 +103,7 @@ async def test_consumed_batches_work_after_commit_once(pool: asyncpg.Pool) -> No
 
         return committed
 
-    consumer = BatchConsumer(
-        topic="shop.orders",
-        decoder=ORDER_EVENTS,
-        process=process,
-        pool=lambda: pool,
-        dead_letters=KeptDeadLetters(),
-        metrics=RuntimeMetrics(CollectorRegistry()),
-        pending=PendingBatches(),
-    )
+    consumer = order_consumer(pool, process)
     event = order_created("O-1", at=T0, deadline=T0 + timedelta(hours=1), event_id="e-1")
     record = consumer_record("shop.orders", b"O-1", json.dumps(event).encode())
     await consumer.handle([record, record])

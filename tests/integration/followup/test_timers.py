@@ -3,7 +3,7 @@ twice, and a timer whose handler keeps failing backs off and is parked, not retr
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from followup.clock import ManualClock
-from followup.db import RUNTIME_MIGRATIONS, Connection, create_pool, migrate, migrations_in
+from followup.db import Connection
 from followup.metrics import RuntimeMetrics
 from followup.timers import (
     DueTimer,
@@ -25,15 +25,6 @@ from followup.timers import (
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database, "timers_test", size=8, connect_timeout_s=10)
-    async with pool.acquire() as conn:
-        await migrate(conn, "timers_test", migrations_in(RUNTIME_MIGRATIONS, "runtime"))
-    yield pool
-    await pool.close()
 
 
 def timer_loop(
