@@ -111,7 +111,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--batch",
         type=int,
-        default=RuntimeSettings.model_fields["kafka_batch_max_records"].default,
+        default=RuntimeSettings().kafka_batch_max_records,
     )
     arguments = parser.parse_args()
     asyncio.run(main(arguments.shipments, arguments.scans, arguments.batch))

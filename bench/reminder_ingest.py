@@ -79,6 +79,7 @@ async def main(events: int) -> None:
             "SELECT count(*) FROM reminder.reminder_history WHERE decision = 'scheduled'"
         )
         await conn.close()
+        runtime = RuntimeSettings()  # what the service read from the same environment
         report(
             "reminder ingest",
             consumed.rate,
@@ -86,8 +87,8 @@ async def main(events: int) -> None:
             f"{events} events, {planned} tiers planned, {timers} pending timers (one per order: "
             "each tier schedules the next), first committed batch -> all offsets committed, "
             f"one instance ({consumed.cpu_us_per_event:.0f} µs of service CPU per event), "
-            f"batches of up to {RuntimeSettings().kafka_batch_max_records} in "
-            f"{RuntimeSettings().kafka_batch_lanes} lanes, 3 partitions, embedded broker and "
+            f"batches of up to {runtime.kafka_batch_max_records} in "
+            f"{runtime.kafka_batch_lanes} lanes, 3 partitions, embedded broker and "
             f"PostgreSQL, {machine()}",
         )
 

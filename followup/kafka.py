@@ -3,7 +3,8 @@
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,20 +38,34 @@ def consumer_group(service: str, topic: str) -> str:
     return f"followup-{service}-{topic}"
 
 
-async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> int:
-    """Sum of a group's committed offsets on ``topic`` (what it will not read again), read
-    without joining the group, so its running members keep their partitions."""
+@asynccontextmanager
+async def committed_offsets_reader(
+    bootstrap: str, group_id: str, topic: str
+) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """Read the sum of a group's committed offsets on ``topic`` (what it will not read again)
+    as often as needed over one connection, without joining the group, so its running members
+    keep their partitions. Each read asks the broker (committed offsets are not cached)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+
+        async def read() -> int:
+            offsets = [await consumer.committed(tp) for tp in partitions]
+            return sum(offset or 0 for offset in offsets)
+
+        yield read
     finally:
         await consumer.stop()
-    return sum(offset or 0 for offset in offsets)
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> int:
+    """The committed offsets of ``committed_offsets_reader``, read once."""
+    async with committed_offsets_reader(bootstrap, group_id, topic) as read:
+        return await read()
 
 
 def create_broker(
