@@ -41,10 +41,10 @@ from services.notifier.settings import NotifierPolicy, NotifierSettings
 log = logging.getLogger(__name__)
 
 _REPORT_INTERVAL_S = 1.0
-_FIRST_RESTART_DELAY_S = 1.0
-_MAX_RESTART_DELAY_S = 30.0
-# A process that ran this long before it died is not crash-looping: restart it quickly again.
-_HEALTHY_RUN_S = 60.0
+
+
+class DeliveryProcessEnded(Exception):
+    """A delivery process ended without being told to: ``supervise`` starts another."""
 
 
 @dataclass(frozen=True)
@@ -155,28 +155,13 @@ class DeliveryProcesses:
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             for index in range(self._policy.delivery_processes):
-                tasks.create_task(self._keep_running(index, stop))
+                tasks.create_task(
+                    supervise(
+                        "delivery_process", partial(self._run_once, index), stop, self._metrics
+                    )
+                )
 
-    async def _keep_running(self, index: int, stop: asyncio.Event) -> None:
-        delay = _FIRST_RESTART_DELAY_S
-        while not stop.is_set():
-            started = asyncio.get_running_loop().time()
-            exitcode = await self._run_once(index, stop)
-            if stop.is_set():
-                return
-            if asyncio.get_running_loop().time() - started > _HEALTHY_RUN_S:
-                delay = _FIRST_RESTART_DELAY_S
-            self._metrics.loop_restarts.labels("delivery_process").inc()
-            log.error(
-                "delivery process %d ended (exit code %s); starting another in %.0fs",
-                index,
-                exitcode,
-                delay,
-            )
-            await wait_for_any(stop, delay)
-            delay = min(delay * 2, _MAX_RESTART_DELAY_S)
-
-    async def _run_once(self, index: int, stop: asyncio.Event) -> int | None:
+    async def _run_once(self, index: int, stop: asyncio.Event) -> None:
         stop_reader, stop_writer = self._context.Pipe(duplex=False)
         metrics_reader, metrics_writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
@@ -216,7 +201,10 @@ class DeliveryProcesses:
                 receiving.add_done_callback(lambda _: metrics_reader.close())
             # What it counted stays counted.
             self._ended = merge_families([self._ended, totals(self._latest.pop(index, []))])
-        return process.exitcode
+        if not stop.is_set():
+            raise DeliveryProcessEnded(
+                f"delivery process {index} ended (exit code {process.exitcode})"
+            )
 
     def _receive(self, index: int, metrics_reader: Connection) -> None:
         """In a thread: the process's snapshots until it ends."""
