@@ -21,7 +21,7 @@ import asyncpg
 
 from bench.environment import bench_stack, machine, report
 from bench.service_process import consume_backlog, service_process
-from followup.settings import RuntimeSettings
+from services.logistics.settings import LogisticsSettings
 
 _STATUSES = ["in_transit"] * 900 + ["out_for_delivery"] * 98 + ["exception", "customs_hold"]
 
@@ -99,7 +99,7 @@ async def main(shipments: int, scans: int, batch: int) -> None:
             f"{total} shipment events ({shipments} parcels: 1 dispatch + {scans} scans, "
             f"{notices} notices decided, {timers} timers live, "
             f"{consumed.cpu_us_per_event:.0f} µs of service CPU per event), batches of up to "
-            f"{batch} in {RuntimeSettings().kafka_batch_lanes} lanes, 3 partitions, embedded "
+            f"{batch} in {LogisticsSettings().kafka_batch_lanes} lanes, 3 partitions, embedded "
             f"broker and PostgreSQL, {machine()}",
         )
 
@@ -111,7 +111,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--batch",
         type=int,
-        default=RuntimeSettings().kafka_batch_max_records,
+        default=LogisticsSettings().kafka_batch_max_records,
     )
     arguments = parser.parse_args()
     asyncio.run(main(arguments.shipments, arguments.scans, arguments.batch))

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from contracts.notifications import CancelNotification, NotificationKind, SendNotification
 from contracts.shop import (
@@ -31,6 +31,7 @@ from followup.db import Connection
 from followup.logs import event_context
 from followup.outbox import add_to_outbox, notification_command
 from followup.timers import DueTimer, Timer, cancel_timers, schedule_timers
+from followup.values import value
 from services.logistics import messages, store
 from services.logistics.metrics import LogisticsMetrics
 from services.logistics.policy import (
@@ -80,7 +81,7 @@ class ShipmentConflict(ValueError):
     """An event names a shipment that belongs to another order: the platform must look."""
 
 
-@dataclass(frozen=True)
+@value
 class Subject:
     """What an episode is about: a shipment, or a paid order waiting for dispatch."""
 
@@ -551,7 +552,10 @@ def _same_order(shipment: Shipment, order_id: str, event_id: str) -> None:
 
 
 def _facts(events: Iterable[ShipmentEvent]) -> tuple[list[Dispatch], list[Scan]]:
-    """The facts a batch of shipment events carries."""
+    """The facts a batch of shipment events carries, their times in UTC: every time they
+    meet (from PostgreSQL, the clock) is in UTC, and comparing two datetimes with different
+    tzinfo objects asks both for their offset (0.6 us with the parser's own tzinfo, 1.1 us
+    with a ZoneInfo, against 0.05 us), a dozen times per scan."""
     dispatches: list[Dispatch] = []
     scans: list[Scan] = []
     for event in events:
@@ -564,12 +568,12 @@ def _facts(events: Iterable[ShipmentEvent]) -> tuple[list[Dispatch], list[Scan]]
                     order_id=d.order_id,
                     carrier=d.carrier,
                     tracking_number=d.tracking_number,
-                    dispatched_at=d.dispatched_at,
+                    dispatched_at=d.dispatched_at.astimezone(UTC),
                     estimated_delivery=estimate.isoformat() if estimate is not None else None,
                     service_level=d.service_level.value if d.service_level else None,
                     destination_city=d.destination.city if d.destination else None,
                     event_id=event.id,
-                    event_time=event.time,
+                    event_time=event.time.astimezone(UTC),
                 )
             )
         else:
@@ -580,12 +584,12 @@ def _facts(events: Iterable[ShipmentEvent]) -> tuple[list[Dispatch], list[Scan]]
                     shipment_id=t.shipment_id,
                     order_id=t.order_id,
                     status=t.status,
-                    scanned_at=t.scanned_at,
+                    scanned_at=t.scanned_at.astimezone(UTC),
                     location=t.location,
                     description=t.description,
                     estimated_delivery=estimate.isoformat() if estimate is not None else None,
                     event_id=event.id,
-                    event_time=event.time,
+                    event_time=event.time.astimezone(UTC),
                 )
             )
     # Dispatch events (rare) in time order; scans need none, apply_scans is order-free.

@@ -11,7 +11,7 @@ payment consumer and the dispatch timer lock only orders; the shipment timer onl
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -20,25 +20,26 @@ import asyncpg
 
 from contracts.shop import TrackingStatus
 from followup.db import Connection, batch_rows
+from followup.values import value
 from services.logistics.policy import Episode, Order, Rule, Shipment
 from services.logistics.settings import Severity
 
 
-@dataclass(frozen=True)
+@value
 class ShipmentRow:
     shipment: Shipment
     episode: Episode
     check_at: datetime | None
 
 
-@dataclass(frozen=True)
+@value
 class OrderRow:
     order: Order
     episode: Episode
     check_at: datetime | None
 
 
-@dataclass(frozen=True)
+@value
 class NoticeLog:
     """One decision about a message, for `followup history` and staff."""
 
