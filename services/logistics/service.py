@@ -198,11 +198,18 @@ class LogisticsService:
                     dispatched_at=_earliest(order_row.order.dispatched_at, first.started_at),
                 )
                 decided_orders.append(
-                    self._dispatch_step(replace(order_row, order=order), now, out, shipment=first)
+                    self._dispatch_step(
+                        OrderRow(order, order_row.episode, order_row.check_at),
+                        now,
+                        out,
+                        shipment=first,
+                    )
                 )
                 for parcel in parcels:
-                    ended = replace(parcel, order_ended_at=order.ended_at)
-                    rows[parcel.shipment_id] = replace(rows[parcel.shipment_id], shipment=ended)
+                    if parcel.order_ended_at != order.ended_at:
+                        row = rows[parcel.shipment_id]
+                        ended = replace(parcel, order_ended_at=order.ended_at)
+                        rows[parcel.shipment_id] = ShipmentRow(ended, row.episode, row.check_at)
             await store.save_orders(conn, decided_orders)
         decided = [
             self._shipment_step(row, now, out, scanned=sid in moved)
