@@ -5,12 +5,12 @@ No I/O. Every function takes ``now`` (or the event's time) explicitly.
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from followup.values import value
 from services.reminder.settings import (
     Experiment,
     QuietHours,
@@ -34,7 +34,7 @@ class OrderStatus(StrEnum):
 # --- segments -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class CustomerFigures:
     """What is known of a customer's past purchases (before the order at hand)."""
 
@@ -154,7 +154,7 @@ def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
 # --- planning at order.created --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class TierDue:
     tier: int
     due_at: datetime
@@ -163,7 +163,7 @@ class TierDue:
     """Set when quiet hours moved the tier."""
 
 
-@dataclass(frozen=True)
+@value
 class TierSkipped:
     tier: int
     due_at: datetime
@@ -244,23 +244,23 @@ def _without_superseded(planned: list[TierDue | TierSkipped]) -> list[TierDue | 
 # --- firing ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class Send:
     pass
 
 
-@dataclass(frozen=True)
+@value
 class Defer:
     until: datetime
     reason: str
 
 
-@dataclass(frozen=True)
+@value
 class Skip:
     reason: str
 
 
-@dataclass(frozen=True)
+@value
 class AlreadyReminded:
     """The order was in a message that went out after this tier fell due: merged into it."""
 
@@ -268,7 +268,7 @@ class AlreadyReminded:
 FireDecision = Send | Defer | Skip | AlreadyReminded
 
 
-@dataclass(frozen=True)
+@value
 class DueReminder:
     status: OrderStatus
     pay_deadline: datetime

@@ -6,7 +6,6 @@ new orders and firing timers all follow it, so replicas never deadlock on each o
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,10 +14,11 @@ import asyncpg
 import orjson
 
 from followup.db import Connection, batch_rows
+from followup.values import value
 from services.reminder.policy import CustomerFigures, OrderStatus
 
 
-@dataclass(frozen=True)
+@value
 class NewOrder:
     order_id: str
     customer_id: str
@@ -38,7 +38,7 @@ class NewOrder:
     planned_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Settlement:
     order_id: str
     status: OrderStatus
@@ -46,7 +46,7 @@ class Settlement:
     amount: Decimal | None = None
 
 
-@dataclass(frozen=True)
+@value
 class OrderRow:
     order_id: str
     status: OrderStatus
@@ -89,14 +89,14 @@ def _order(record: asyncpg.Record) -> OrderRow:
     )
 
 
-@dataclass(frozen=True)
+@value
 class OrderState:
     status: OrderStatus
     segment: str | None
     variant: str | None
 
 
-@dataclass(frozen=True)
+@value
 class Decision:
     order_id: str
     tier: int | None
@@ -107,7 +107,7 @@ class Decision:
     segment: str | None = None
 
 
-@dataclass(frozen=True)
+@value
 class ReminderMessage:
     idempotency_key: str
     customer_id: str
