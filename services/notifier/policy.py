@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from contracts.notifications import MessageClass, NotificationKind, Priority
+from followup.values import value
 from services.notifier.settings import NotifierPolicy, QuietHours
 
 ANY = "*"
@@ -28,7 +29,7 @@ the command's own batch does is seen by neither transaction."""
 _PRIORITY_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
 
 
-@dataclass(frozen=True)
+@value
 class Recipient:
     customer_id: str
     name: str | None = None
@@ -38,7 +39,7 @@ class Recipient:
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@value
 class DueMessage:
     """The facts of a claimed message that the decision needs."""
 
@@ -59,7 +60,7 @@ class DueMessage:
     """For a held message: when it stops waiting for its order."""
 
 
-@dataclass(frozen=True)
+@value
 class Send:
     channels: tuple[str, ...]
     locale: str
@@ -68,18 +69,18 @@ class Send:
     """Channels left out and why, for the delivery log (``sms: opted_out``)."""
 
 
-@dataclass(frozen=True)
+@value
 class Defer:
     until: datetime
     reason: str
 
 
-@dataclass(frozen=True)
+@value
 class Suppress:
     reason: str
 
 
-@dataclass(frozen=True)
+@value
 class Fail:
     reason: str
 

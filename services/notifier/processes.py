@@ -91,9 +91,10 @@ async def _deliver(job: _Job) -> None:
         size=settings.database_pool_size,
         connect_timeout_s=settings.database_connect_timeout_s,
     )
-    tune_garbage_collector()
     clock = SystemClock()
     service = notifier_service(settings, policy, clock=clock, metrics=metrics, pool=lambda: pool)
+    # After the templates are compiled, so that they too are frozen out of collection.
+    tune_garbage_collector()
     listener = Listener(
         dsn, f"{schema}-delivery-listen", {table_channel(schema, "deliveries"): service.wake}
     )

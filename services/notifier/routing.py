@@ -8,17 +8,18 @@ and if nothing delivered the message is tried again later.
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
 from followup.clock import Clock
+from followup.values import value
 from services.notifier.breaker import BreakerState, CircuitBreaker
 from services.notifier.channels import Outcome, OutgoingMessage, Provider, SendResult
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import CircuitBreakerPolicy
 
 
-@dataclass(frozen=True)
+@value
 class AttemptRecord:
     channel: str
     provider: str
@@ -28,7 +29,7 @@ class AttemptRecord:
     duration_ms: float
 
 
-@dataclass(frozen=True)
+@value
 class RouteResult:
     outcome: Outcome
     channel: str | None

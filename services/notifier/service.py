@@ -36,6 +36,7 @@ from followup.db import Connection, is_transient
 from followup.loops import wait_for_any
 from followup.outbox import OutboxMessage, add_to_outbox, outbox_event
 from followup.pii import scrub
+from followup.values import value
 from services.notifier import store
 from services.notifier.breaker import BreakerState
 from services.notifier.channels import Outcome, OutgoingMessage
@@ -78,7 +79,7 @@ _FLUSH_BATCH = 200
 _FLUSH_LINGER_S = 0.02
 
 
-@dataclass(frozen=True)
+@value
 class Finished:
     """A message's end as the status event and the metrics report it."""
 
@@ -101,7 +102,7 @@ class SendRecord:
     finished: Finished | None = None
 
 
-@dataclass(frozen=True)
+@value
 class Claimed:
     delivery: Delivery
     plan: Send

@@ -12,6 +12,7 @@ import asyncpg
 
 from contracts.notifications import CancelNotification, NotificationKind, SendNotification
 from followup.db import Connection, batch_rows
+from followup.values import value
 from services.notifier.policy import Recipient
 
 # Message ids are derived from the idempotency key: the same command always names the same
@@ -53,7 +54,7 @@ def message_id_for(idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(_MESSAGE_IDS, idempotency_key)
 
 
-@dataclass(frozen=True)
+@value
 class Delivery:
     message_id: uuid.UUID
     idempotency_key: str
@@ -82,7 +83,7 @@ class Delivery:
     dead_channels: list[str]
 
 
-@dataclass(frozen=True)
+@value
 class Attempt:
     message_id: uuid.UUID
     attempt: int
@@ -98,7 +99,7 @@ class Attempt:
 _ATTEMPT_ROW = attrgetter(*(f.name for f in fields(Attempt)))
 
 
-@dataclass(frozen=True)
+@value
 class DeliveryEvent:
     message_id: uuid.UUID
     at: datetime
@@ -107,7 +108,7 @@ class DeliveryEvent:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class Result:
     """The end (or the next try) of one message, written with others in one statement."""
 

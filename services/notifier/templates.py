@@ -20,6 +20,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from followup.values import value
+
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 
 PARTS = ("subject", "text", "sms")
@@ -52,7 +54,7 @@ class Template:
     body: TemplateFile
 
 
-@dataclass(frozen=True)
+@value
 class Rendered:
     template: str
     locale: str

@@ -2,9 +2,10 @@
 its API and says whether it was delivered, should be tried again, or failed for good."""
 
 import json
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+from followup.values import value
 
 
 class Outcome(StrEnum):
@@ -15,14 +16,14 @@ class Outcome(StrEnum):
     """Will never work as it is (the provider refused the request); fail with its reason."""
 
 
-@dataclass(frozen=True)
+@value
 class SendResult:
     outcome: Outcome
     detail: str = ""
     """The provider's answer: its id for the message, or its reason for refusing it."""
 
 
-@dataclass(frozen=True)
+@value
 class OutgoingMessage:
     message_id: str
     idempotency_key: str
@@ -51,7 +52,7 @@ class Provider(Protocol):
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
-@dataclass(frozen=True)
+@value
 class HttpAnswer:
     status: int
     body: bytes
