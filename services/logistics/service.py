@@ -130,9 +130,10 @@ class Effects:
     unschedule: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _earliest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return min(present) if present else None
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 class LogisticsService:
