@@ -172,6 +172,11 @@ class ReminderUnderTest:
             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)
         )
 
+    async def metric_reaches(self, series: str, value: float) -> None:
+        """Wait for a series to read ``value``. The service counts a batch's decisions just
+        after its transaction commits, so a test that saw the rows may read /metrics first."""
+        await eventually(lambda: self.metric(series), lambda v: v == value, what=series)
+
 
 @pytest.fixture
 def policy_text() -> str:

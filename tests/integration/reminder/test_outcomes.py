@@ -105,7 +105,7 @@ async def test_variants_holdout_and_attribution(
     text = await r.metrics()
     assert "O-E" not in text  # no ids in labels
     for name, value in series.items():
-        assert await r.metric(name) == value, name
+        await r.metric_reaches(name, value)
 
     runner = CliRunner()
     result = await asyncio.to_thread(
@@ -167,5 +167,5 @@ async def test_order_confirmation_once_per_order_masked_with_the_dispatch_window
     assert "13812345678" not in str(confirmation)
     # Paid on Sunday: dispatch between Monday and Wednesday (1 to 3 working days).
     assert (variables["dispatch_from"], variables["dispatch_by"]) == ("2026-11-23", "2026-11-25")
-    assert await r.metric('followup_reminder_confirmations_total{outcome="sent"}') == 2
-    assert await r.metric('followup_reminder_confirmations_total{outcome="skipped"}') == 1
+    await r.metric_reaches('followup_reminder_confirmations_total{outcome="sent"}', 2)
+    await r.metric_reaches('followup_reminder_confirmations_total{outcome="skipped"}', 1)

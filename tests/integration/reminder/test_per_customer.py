@@ -64,8 +64,8 @@ async def test_one_message_lists_all_open_orders_and_the_gap_holds_across_orders
         "ORDER BY decided_at"
     )
     assert times[1]["decided_at"] - times[0]["decided_at"] >= timedelta(hours=2)
-    assert await r.metric('followup_reminder_messages_total{orders="3+"}') == 1
-    assert await r.metric('followup_reminder_decisions_total{decision="merged"') == 3
+    await r.metric_reaches('followup_reminder_messages_total{orders="3+"}', 1)
+    await r.metric_reaches('followup_reminder_decisions_total{decision="merged"', 3)
 
 
 async def test_reminders_stop_on_payment_cancellation_or_closing_in_either_order(

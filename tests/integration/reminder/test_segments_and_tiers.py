@@ -133,11 +133,9 @@ async def test_tiers_and_wording_follow_each_customers_segment(
         ("O-RET", "returning"),
         ("O-VIP", "vip"),
     }
-    assert (
-        await r.metric(
-            'followup_reminder_decisions_total{decision="sent",reason="tier_due",segment="vip",tier="2"}'
-        )
-        == 1
+    await r.metric_reaches(
+        'followup_reminder_decisions_total{decision="sent",reason="tier_due",segment="vip",tier="2"}',
+        1,
     )
 
 
@@ -181,9 +179,8 @@ async def test_quiet_hours_defer_to_the_morning_or_skip_before_the_deadline(
     assert [(s["order_id"], s["meta"]["tier"]) for s in sends] == [("O-EVE", 2)]
     assert (await r.decisions("O-EVE"))[4:] == [(2, "sent", "tier_due")]
     assert await r.timers("O-EVE") == [("O-EVE:3", evening + timedelta(hours=22))]
-    assert (
-        await r.metric('followup_reminder_decisions_total{decision="deferred",reason="quiet_hours"')
-        == 1
+    await r.metric_reaches(
+        'followup_reminder_decisions_total{decision="deferred",reason="quiet_hours"', 1
     )
 
 
@@ -201,10 +198,7 @@ async def test_a_late_event_skips_overdue_tiers_instead_of_sending_a_burst(
         (3, "scheduled", "tier_planned"),
     ]
     await r.advance(timedelta(minutes=1))
-    assert (
-        await r.metric(
-            'followup_reminder_decisions_total{decision="skipped",reason="overdue_on_arrival"'
-        )
-        == 2
+    await r.metric_reaches(
+        'followup_reminder_decisions_total{decision="skipped",reason="overdue_on_arrival"', 2
     )
     assert await r.timers("O-LATE") == [("O-LATE:3", T0 + timedelta(hours=10))]
