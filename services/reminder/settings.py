@@ -19,8 +19,8 @@ class ReminderSettings(RuntimeSettings):
     http_port: int = Field(default=8001, ge=0, le=65535)
     # A firing batch spends most of its time waiting for PostgreSQL (nine statements): with
     # one claim loop the process and the database each idled a third of the time. Four loops
-    # fire 3,400-3,500 reminders/s against 2,450-2,770 with one or two (bench/README.md) and
-    # still fit the default pool beside the consumer's lanes and the outbox relay.
+    # fired 3,396-3,784 reminders/s against 2,452 with one and 2,770 with two (bench/README.md)
+    # and still fit the default pool beside the consumer's lanes and the outbox relay.
     timer_workers: int = Field(default=4, ge=1)
 
 
