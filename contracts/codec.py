@@ -2,9 +2,12 @@
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, Generic, TypeVar, get_args
 
-from pydantic import Field, TypeAdapter, ValidationError
+import orjson
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from contracts.envelope import CloudEvent, Contract
 from contracts.notifications import NotificationCommand, NotificationStatusEvent
@@ -24,8 +27,9 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
+@cache
 def event_type_of(event_class: type[CloudEvent]) -> str:
-    """The constant ``type`` of a concrete event class."""
+    """The constant ``type`` of a concrete event class (remembered: every command built asks)."""
     event_type: str = get_args(event_class.model_fields["type"].annotation)[0]
     return event_type
 
@@ -100,5 +104,24 @@ def envelope(
 
 
 def encode(event: CloudEvent) -> bytes:
-    """Structured-mode JSON bytes, as the platform contract puts them on the wire."""
-    return event.model_dump_json(exclude_none=True).encode()
+    """Structured-mode JSON bytes, as the platform contract puts them on the wire: the same
+    bytes as ``event.model_dump_json(exclude_none=True)`` (tests/unit/contracts check it on
+    every contract), written by orjson. pydantic infers the type of each value of a free-form
+    field (a command's ``variables``) one by one, which made a reminder's command cost three
+    times as much to encode (bench/: 17.9 against 5.8 us)."""
+    return orjson.dumps(event, default=_model_fields, option=_ENCODE_OPTIONS)
+
+
+# Z for UTC, as pydantic writes it; keys that are not strings written as strings, as pydantic
+# does (orjson refuses them otherwise).
+_ENCODE_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def _model_fields(value: Any) -> Any:
+    """What orjson cannot write itself: contract models (fields that are None left out, as
+    ``exclude_none`` does for model fields but not for dict values) and money."""
+    if isinstance(value, BaseModel):
+        return {name: v for name, v in value.__dict__.items() if v is not None}
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot be encoded in a contract event: {value!r}")

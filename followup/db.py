@@ -60,7 +60,15 @@ def validate_schema_name(schema: str) -> str:
 
 
 async def _init_connection(conn: Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # orjson, not the standard library: every timer claimed and every outbox row written or
+    # relayed passes a jsonb value through here (payloads, headers).
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_text, decoder=orjson.loads, schema="pg_catalog"
+    )
+
+
+def _jsonb_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def create_pool(

@@ -6,6 +6,7 @@ new orders and firing timers all follow it, so replicas never deadlock on each o
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -70,23 +71,22 @@ class OrderRow:
     """As planned at order.created: [tier, decision, reason, due time (RFC 3339), last]."""
 
 
-_ORDER_COLUMNS = (
-    "order_id, status, customer_id, locale, timezone, created_at, pay_deadline, total, "
-    "currency, details, created_event, settled_at, segment, variant, paid_amount, "
-    "reminded_tier, last_reminded_at, confirmed_at, plan"
-)
+_ORDER_FIELDS = [f.name for f in fields(OrderRow)]
+_ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
+_STATUS_AT, _DETAILS_AT, _PLAN_AT = (_ORDER_FIELDS.index(n) for n in ("status", "details", "plan"))
+_STATUSES = {s.value: s for s in OrderStatus}
 
 
 def _order(record: asyncpg.Record) -> OrderRow:
-    details, plan = record["details"], record["plan"]
-    return OrderRow(
-        **{
-            **dict(record),
-            "status": OrderStatus(record["status"]),
-            "details": orjson.loads(details) if details is not None else None,
-            "plan": orjson.loads(plan) if plan is not None else None,
-        }
-    )
+    # By position (the columns are selected in the order of the fields): building the row by
+    # keyword from dict(record), with OrderStatus() looking the status up, cost three times as
+    # much, and firing reads every order of a batch and its customers' other open orders.
+    values = list(record)
+    values[_STATUS_AT] = _STATUSES[values[_STATUS_AT]]
+    for at in (_DETAILS_AT, _PLAN_AT):
+        if values[at] is not None:
+            values[at] = orjson.loads(values[at])
+    return OrderRow(*values)
 
 
 @value

@@ -1,6 +1,6 @@
 import inspect
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -38,103 +38,103 @@ def test_order_created_parses_into_typed_values() -> None:
     assert event.time.tzinfo is not None
 
 
-@pytest.mark.parametrize(
-    ("decoder", "event_type", "data"),
-    [
-        (ORDER_EVENTS, "shop.order.cancelled", {"order_id": "O-1", "cancelled_at": T0.isoformat()}),
-        (
-            ORDER_EVENTS,
-            "shop.order.closed",
-            {"order_id": "O-1", "closed_at": T0.isoformat(), "reason": "unpaid_timeout"},
-        ),
-        (
-            PAYMENT_EVENTS,
-            "shop.payment.succeeded",
-            {"order_id": "O-1", "paid_at": T0.isoformat(), "amount": "9.90", "currency": "CNY"},
-        ),
-        (PAYMENT_EVENTS, "shop.payment.failed", {"order_id": "O-1", "failed_at": T0.isoformat()}),
-        (
-            SHIPMENT_EVENTS,
-            "shop.shipment.dispatched",
-            {
-                "order_id": "O-1",
-                "shipment_id": "S-1",
-                "carrier": "SF",
-                "tracking_number": "SF1",
-                "dispatched_at": T0.isoformat(),
-                "estimated_delivery": "2026-11-25",
-                "service_level": "express",
-                "destination": {"city": "上海"},
-            },
-        ),
-        (
-            SHIPMENT_EVENTS,
-            "shop.shipment.tracking",
-            {
-                "order_id": "O-1",
-                "shipment_id": "S-1",
-                "status": "customs_hold",
-                "scanned_at": T0.isoformat(),
-                "estimated_delivery": "2026-11-26T18:00:00+08:00",
-            },
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.requested",
-            {
-                "case_id": "R-1",
-                "order_id": "O-1",
-                "kind": "return_refund",
-                "requested_at": T0.isoformat(),
-                "amount": "599.00",
-                "currency": "CNY",
-            },
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.approved",
-            {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.rejected",
-            {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat(), "reason": "worn"},
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.return_shipped",
-            {
-                "case_id": "R-1",
-                "order_id": "O-1",
-                "at": T0.isoformat(),
-                "carrier": "ZTO",
-                "tracking_number": "Z1",
-            },
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.return_received",
-            {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.refunded",
-            {
-                "case_id": "R-1",
-                "order_id": "O-1",
-                "at": T0.isoformat(),
-                "amount": "599.00",
-                "currency": "CNY",
-                "method": "original",
-            },
-        ),
-        (
-            AFTERSALE_EVENTS,
-            "shop.aftersale.closed",
-            {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
-        ),
-    ],
-)
+EVENTS_OF_EVERY_TYPE: list[tuple[Any, str, dict[str, Any]]] = [
+    (ORDER_EVENTS, "shop.order.cancelled", {"order_id": "O-1", "cancelled_at": T0.isoformat()}),
+    (
+        ORDER_EVENTS,
+        "shop.order.closed",
+        {"order_id": "O-1", "closed_at": T0.isoformat(), "reason": "unpaid_timeout"},
+    ),
+    (
+        PAYMENT_EVENTS,
+        "shop.payment.succeeded",
+        {"order_id": "O-1", "paid_at": T0.isoformat(), "amount": "9.90", "currency": "CNY"},
+    ),
+    (PAYMENT_EVENTS, "shop.payment.failed", {"order_id": "O-1", "failed_at": T0.isoformat()}),
+    (
+        SHIPMENT_EVENTS,
+        "shop.shipment.dispatched",
+        {
+            "order_id": "O-1",
+            "shipment_id": "S-1",
+            "carrier": "SF",
+            "tracking_number": "SF1",
+            "dispatched_at": T0.isoformat(),
+            "estimated_delivery": "2026-11-25",
+            "service_level": "express",
+            "destination": {"city": "上海"},
+        },
+    ),
+    (
+        SHIPMENT_EVENTS,
+        "shop.shipment.tracking",
+        {
+            "order_id": "O-1",
+            "shipment_id": "S-1",
+            "status": "customs_hold",
+            "scanned_at": T0.isoformat(),
+            "estimated_delivery": "2026-11-26T18:00:00+08:00",
+        },
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.requested",
+        {
+            "case_id": "R-1",
+            "order_id": "O-1",
+            "kind": "return_refund",
+            "requested_at": T0.isoformat(),
+            "amount": "599.00",
+            "currency": "CNY",
+        },
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.approved",
+        {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.rejected",
+        {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat(), "reason": "worn"},
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.return_shipped",
+        {
+            "case_id": "R-1",
+            "order_id": "O-1",
+            "at": T0.isoformat(),
+            "carrier": "ZTO",
+            "tracking_number": "Z1",
+        },
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.return_received",
+        {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.refunded",
+        {
+            "case_id": "R-1",
+            "order_id": "O-1",
+            "at": T0.isoformat(),
+            "amount": "599.00",
+            "currency": "CNY",
+            "method": "original",
+        },
+    ),
+    (
+        AFTERSALE_EVENTS,
+        "shop.aftersale.closed",
+        {"case_id": "R-1", "order_id": "O-1", "at": T0.isoformat()},
+    ),
+]
+
+
+@pytest.mark.parametrize(("decoder", "event_type", "data"), EVENTS_OF_EVERY_TYPE)
 def test_every_contract_event_type_is_accepted(
     decoder: Any, event_type: str, data: dict[str, Any]
 ) -> None:
@@ -253,6 +253,58 @@ def test_commands_round_trip_through_their_encoding() -> None:
     decoded = NOTIFICATION_COMMANDS.decode(encoded)
     assert isinstance(decoded, notifications.SendNotificationCommand)
     assert decoded.data == command
+
+
+def _commands() -> list[envelope.CloudEvent]:
+    from contracts.codec import envelope as wrap
+
+    shanghai = timezone(timedelta(hours=8))
+    send = notifications.SendNotification(
+        idempotency_key="unpaid_reminder:O-1:1",
+        kind=notifications.NotificationKind.UNPAID_REMINDER,
+        template="unpaid_reminder.member.2",
+        customer_id="C-1",
+        order_id="O-1",
+        locale="zh-CN",
+        timezone="Asia/Shanghai",
+        variables={
+            "customer_name": "王女士",
+            "coupon": None,
+            "amount": Decimal("599.00"),
+            "orders": [{"order_id": "O-1", "items": [{"title": "大衣", "quantity": 1}]}],
+            "at": datetime(2026, 11, 22, 18, 0, 0, 123456, tzinfo=shanghai),
+            "last_tier": False,
+            "ratio": 0.25,
+            "nested": {"empty": {}, "none": None},
+        },
+        meta={"tier": 2, "segment": "member"},
+        priority=notifications.Priority.LOW,
+        message_class=notifications.MessageClass.MARKETING,
+        not_before=datetime(2026, 11, 22, 8, 0, tzinfo=shanghai),
+        expires_at=T0,
+    )
+    cancel = notifications.CancelNotification(
+        order_id="O-1", kinds=[notifications.NotificationKind.UNPAID_REMINDER], reason="paid"
+    )
+    return [
+        wrap(notifications.SendNotificationCommand, send, source="test", time=T0, event_id="k"),
+        wrap(notifications.CancelNotificationCommand, cancel, source="test", time=T0),
+    ]
+
+
+def test_encoding_writes_the_bytes_pydantic_writes_for_every_contract() -> None:
+    """``encode`` writes with orjson for speed; what it writes must not drift from the models:
+    None fields left out, Decimals as strings, UTC as Z, other offsets kept."""
+    events: list[envelope.CloudEvent] = [
+        decoder.decode(raw(cloud_event(event_type, data, time=T0)))
+        for decoder, event_type, data in EVENTS_OF_EVERY_TYPE
+    ]
+    events.append(
+        ORDER_EVENTS.decode(raw(order_created("O-1", at=T0, deadline=T0 + timedelta(hours=24))))
+    )
+    events += _commands()
+    for event in events:
+        assert encode(event) == event.model_dump_json(exclude_none=True).encode(), event.type
 
 
 def test_every_contract_field_is_described_for_the_asyncapi_document() -> None:
