@@ -164,35 +164,38 @@ class OutboxRelay:
                 return 0
             await self._send(rows)
             await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row[0] for row in rows]
             )
-        topics = Counter(row["topic"] for row in rows)
+        topics = Counter(row[1] for row in rows)
         for topic, count in topics.items():
             self._metrics.outbox_published.labels(topic).inc(count)
+        observe = self._metrics.outbox_lag.observe
         for row in rows:
-            self._metrics.outbox_lag.observe(float(row["age_s"]))
+            observe(float(row[5]))
         return len(rows)
 
     async def _send(self, rows: Sequence[asyncpg.Record]) -> None:
         """One record batch per partition, rows appended in outbox order; a full batch is
         sent and a new one started. Same key, same partition, same order: as ``send``."""
+        producer = self._producer()
+        # Looked up once per topic and batch, not per row: the relay runs beside the timer
+        # loops on one event loop, and its cost per message is what lets it keep up with them.
+        partitions: dict[str, list[int]] = {}
         open_batches: dict[tuple[str, int], BatchBuilder] = {}
         sent = []
-        for row in rows:
-            topic = self._topic(row["topic"])
-            partitions = sorted(await self._producer().partitions_for(topic))
-            partition = self._partitioner(row["key"], partitions, partitions)
-            headers = [(name, value.encode()) for name, value in row["headers"].items()]
+        for _, topic_name, key, value, headers_map, _ in rows:
+            topic = self._topic(topic_name)
+            if (all_partitions := partitions.get(topic)) is None:
+                all_partitions = partitions[topic] = sorted(await producer.partitions_for(topic))
+            partition = self._partitioner(key, all_partitions, all_partitions)
+            headers = [(name, text.encode()) for name, text in headers_map.items()]
             batch = open_batches.get((topic, partition))
             if batch is None:
-                batch = open_batches[(topic, partition)] = self._producer().create_batch()
-            if (
-                batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
-                is None
-            ):
-                sent.append(await self._producer().send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = self._producer().create_batch()
-                batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[(topic, partition)] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
         for (topic, partition), batch in open_batches.items():
-            sent.append(await self._producer().send_batch(batch, topic, partition=partition))
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
