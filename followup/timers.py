@@ -105,18 +105,8 @@ async def pending_timers_of(
     return [DueTimer(**dict(r)) for r in rows]
 
 
-_CLAIM = """
-DELETE FROM timers t
-USING (
-    SELECT kind, key FROM timers
-    WHERE failed_at IS NULL AND due_at <= $1
-    ORDER BY due_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-) due
-WHERE t.kind = due.kind AND t.key = due.key
-RETURNING t.kind, t.key, t.subject, t.due_at, t.payload, t.attempts
-"""
+# A function (runtime migration 0002) that keeps the claim on the due-time index.
+_CLAIM = "SELECT * FROM claim_due_timers($1, $2)"
 
 
 class TimerLoop:
@@ -206,7 +196,7 @@ class TimerLoop:
 
     async def _claim(self, conn: Connection, limit: int | None = None) -> list[DueTimer]:
         rows = await conn.fetch(_CLAIM, self._clock.now(), limit or self._batch_size)
-        return [DueTimer(**dict(r)) for r in rows]
+        return [DueTimer(*r) for r in rows]
 
     async def _dispatch(self, conn: Connection, claimed: Sequence[DueTimer]) -> list[AfterCommit]:
         after_commit: list[AfterCommit] = []

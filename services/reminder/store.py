@@ -287,10 +287,16 @@ async def lock_orders_and_open_siblings(
             UNION
             -- One IN over a UNION, not an OR of two: the OR makes PostgreSQL walk the whole
             -- primary key instead of looking up each order and each customer's orders.
-            SELECT s.order_id FROM orders s
-            WHERE s.status = 'unpaid' AND s.details IS NOT NULL
-              AND s.customer_id IN (
-                  SELECT o.customer_id FROM orders o JOIN wanted USING (order_id)))
+            SELECT s.order_id FROM orders o JOIN wanted USING (order_id)
+            CROSS JOIN LATERAL (
+                -- Each customer's orders through their index, whatever the statistics say:
+                -- OFFSET 0 keeps PostgreSQL from flattening this into a join, which it would
+                -- run as a scan of every order when a burst of new orders has not been
+                -- analyzed yet (bench/: 25 against 3 ms for 200 due orders among 50,000).
+                SELECT s.order_id FROM orders s
+                WHERE s.customer_id = o.customer_id AND s.status = 'unpaid'
+                  AND s.details IS NOT NULL
+                OFFSET 0) s)
         ORDER BY order_id FOR UPDATE
         """,
         json.dumps(sorted(set(order_ids))),
