@@ -105,7 +105,8 @@ async def pending_timers_of(
     return [DueTimer(**dict(r)) for r in rows]
 
 
-# A function (runtime migration 0002) that keeps the claim on the due-time index.
+# A function (runtime migration 0002) that keeps the claim on the due-time index; it returns
+# the columns in the order of DueTimer's fields.
 _CLAIM = "SELECT * FROM claim_due_timers($1, $2)"
 
 

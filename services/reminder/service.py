@@ -507,7 +507,7 @@ class ReminderService:
                 )
             folded_tier[pending.subject] = merged[-1].tier
             batch.moved += _next_tier(pending.subject, later[len(merged) - 1 :])
-        key = f"unpaid_reminder:{order.order_id}:{tier}"
+        key = store.reminder_key(order.order_id, tier)
         listed = [order, *siblings]
         batch.commands.append(
             notification_command(

@@ -350,6 +350,8 @@ async def mark_customers_reminded(conn: Connection, reminded: Mapping[str, datet
 
 
 async def record_messages(conn: Connection, messages: Sequence[ReminderMessage]) -> None:
+    """Reminders that list several orders (see ``messages_to_cancel``)."""
+    messages = [m for m in messages if len(m.order_ids) > 1]
     if not messages:
         return
     await conn.execute(
@@ -374,12 +376,19 @@ async def record_messages(conn: Connection, messages: Sequence[ReminderMessage])
     )
 
 
+def reminder_key(order_id: str, tier: int) -> str:
+    """The idempotency key of a tier's reminder, which leads with this order."""
+    return f"unpaid_reminder:{order_id}:{tier}"
+
+
 async def messages_to_cancel(
     conn: Connection, settled: Sequence[str], now: datetime
 ) -> list[ReminderMessage]:
     """Reminders not yet expired that list a just-settled order and no order still open: the
-    notifier should drop them if they have not left yet."""
-    rows = await conn.fetch(
+    notifier should drop them if they have not left yet. A reminder about one order is known
+    from its "sent" decision (reason ``tier_due``); only those that list several orders have
+    a row of their own (``reminder_messages``)."""
+    listing_several = await conn.fetch(
         """
         SELECT m.* FROM reminder_messages m
         WHERE m.customer_id IN (SELECT customer_id FROM orders WHERE order_id = ANY($1::text[]))
@@ -387,12 +396,28 @@ async def messages_to_cancel(
           AND NOT EXISTS (
               SELECT 1 FROM orders o
               WHERE o.order_id = ANY(m.order_ids) AND o.status = 'unpaid')
-        ORDER BY m.idempotency_key
         """,
         list(settled),
         now,
     )
-    return [ReminderMessage(**dict(r)) for r in rows]
+    about_one = await conn.fetch(
+        """
+        SELECT d.order_id, d.tier, o.customer_id, d.segment, o.variant, d.decided_at,
+               o.pay_deadline
+        FROM reminder_decisions d JOIN orders o USING (order_id)
+        WHERE d.order_id = ANY($1::text[]) AND d.decision = 'sent' AND d.reason = 'tier_due'
+          AND o.pay_deadline > $2
+        """,
+        list(settled),
+        now,
+    )
+    messages = {r["idempotency_key"]: ReminderMessage(**dict(r)) for r in listing_several}
+    for order_id, tier, customer_id, segment, variant, decided_at, pay_deadline in about_one:
+        key = reminder_key(order_id, tier)
+        messages[key] = ReminderMessage(
+            key, customer_id, [order_id], tier, segment, variant, decided_at, pay_deadline
+        )
+    return [messages[key] for key in sorted(messages)]
 
 
 async def confirm_once(conn: Connection, order_ids: Sequence[str], now: datetime) -> set[str]:
