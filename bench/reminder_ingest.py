@@ -5,7 +5,10 @@ committed batch to the moment the consumer group has committed every offset: val
 segments, order rows (the order id is the idempotency key, so no inbox), three tier timers
 and three decisions per order, and offset commits, all included.
 
-    .venv/bin/python -m bench.reminder_ingest [--events 100000]
+    .venv/bin/python -m bench.reminder_ingest [--events 100000] [--email]
+
+With ``--email`` every customer also has an e-mail address, at one of a few providers as in a
+real shop: the address is validated and normalized on the way in.
 """
 
 import argparse
@@ -22,8 +25,12 @@ from bench.environment import bench_stack, machine, report
 from bench.service_process import consume_backlog, service_process
 from followup.settings import RuntimeSettings
 
+_PROVIDERS = ("qq.com", "163.com", "gmail.com", "outlook.com")
 
-def order_event(n: int, at: datetime) -> bytes:
+
+def order_event(n: int, at: datetime, *, email: bool = False) -> bytes:
+    customer_id = f"C-{n % 50000}"
+    contact = {"email": f"{customer_id.lower()}@{_PROVIDERS[n % 4]}"} if email else {}
     return json.dumps(
         {
             "specversion": "1.0",
@@ -34,10 +41,11 @@ def order_event(n: int, at: datetime) -> bytes:
             "data": {
                 "order_id": f"O-{n}",
                 "customer": {
-                    "id": f"C-{n % 50000}",
+                    "id": customer_id,
                     "name": "王女士",
                     "locale": "zh-CN",
                     "phone": "+8613812345678",
+                    **contact,
                     "member_level": "gold" if n % 3 == 0 else "none",
                     "paid_orders": n % 7,
                     "total_spent": f"{(n % 7) * 300}.00",
@@ -62,11 +70,12 @@ def order_event(n: int, at: datetime) -> bytes:
     ).encode()
 
 
-async def main(events: int) -> None:
+async def main(events: int, email: bool) -> None:
     async with bench_stack() as stack:
         at = datetime.now(UTC)
         await stack.publish_all(
-            "shop.orders", ((f"O-{n}".encode(), order_event(n, at)) for n in range(events))
+            "shop.orders",
+            ((f"O-{n}".encode(), order_event(n, at, email=email)) for n in range(events)),
         )
         # Quiet hours off, so every order plans all three tiers whatever the time of day.
         policy = Path(tempfile.mkdtemp()) / "followup.toml"
@@ -84,7 +93,8 @@ async def main(events: int) -> None:
             "reminder ingest",
             consumed.rate,
             "order.created/s",
-            f"{events} events, {planned} tiers planned, {timers} pending timers (one per order: "
+            f"{events} events{' with e-mail addresses' if email else ''}, "
+            f"{planned} tiers planned, {timers} pending timers (one per order: "
             "each tier schedules the next), first committed batch -> all offsets committed, "
             f"one instance ({consumed.cpu_us_per_event:.0f} µs of service CPU per event), "
             f"batches of up to {runtime.kafka_batch_max_records} in "
@@ -96,4 +106,6 @@ async def main(events: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--email", action="store_true", help="customers with e-mail addresses")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.email))

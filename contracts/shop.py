@@ -4,10 +4,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BeforeValidator, EmailStr, Field, NonNegativeInt, PositiveInt
+from pydantic import AwareDatetime, BeforeValidator, Field, NonNegativeInt, PositiveInt
 
 from contracts.envelope import CloudEvent, Contract
-from contracts.values import CurrencyCode, Locale, Money, PhoneNumber, TimeZoneName
+from contracts.values import (
+    CurrencyCode,
+    EmailAddress,
+    Locale,
+    Money,
+    PhoneNumber,
+    TimeZoneName,
+)
 
 ORDER_ID = "Order id on the shop platform; also the Kafka message key."
 SHIPMENT_ID = "Shipment id; an order can have several shipments."
@@ -31,7 +38,7 @@ class Customer(Contract):
         default="Asia/Shanghai", description="IANA timezone, used for quiet hours."
     )
     phone: PhoneNumber | None = Field(default=None, description="Mobile number (E.164).")
-    email: EmailStr | None = Field(default=None, description="E-mail address.")
+    email: EmailAddress | None = Field(default=None, description="E-mail address.")
     member_level: MemberLevel = Field(default=MemberLevel.NONE, description="Membership tier.")
     paid_orders: NonNegativeInt | None = Field(
         default=None, description="Paid orders before this one, as the platform counts them."
