@@ -124,15 +124,53 @@ _ITEMS = [
         stock_left=2,
     ),
 ]
-_ADDRESS = ShippingAddress(
-    recipient="王女士",
-    phone="+8613812345678",
-    country="CN",
-    region="上海市",
-    city="上海市",
-    district="浦东新区",
-    street="世纪大道100号3栋1201室",
-)
+# Each customer's own delivery address; the two English-speaking customers buy cross-border.
+_ADDRESSES = {
+    "C-1001": ShippingAddress(
+        recipient="王女士",
+        phone="+8613812345678",
+        country="CN",
+        region="上海市",
+        city="上海市",
+        district="浦东新区",
+        street="世纪大道100号3栋1201室",
+    ),
+    "C-1002": ShippingAddress(
+        recipient="李先生",
+        phone="+8613912345678",
+        country="CN",
+        region="北京市",
+        city="北京市",
+        district="朝阳区",
+        street="建国路88号2号楼1506室",
+    ),
+    "C-1003": ShippingAddress(
+        recipient="Emma Clarke",
+        phone="+447700900123",
+        country="GB",
+        city="London",
+        street="Flat 4, 27 Marylebone Lane",
+        postal_code="W1U 2NQ",
+    ),
+    "C-1004": ShippingAddress(
+        recipient="陈小姐",
+        phone="+8613712345678",
+        country="CN",
+        region="广东省",
+        city="广州市",
+        district="天河区",
+        street="天河路385号1802室",
+    ),
+    "C-1005": ShippingAddress(
+        recipient="Liam Walsh",
+        phone="+12125550147",
+        country="US",
+        region="NY",
+        city="New York",
+        street="Apt 12B, 350 West 42nd Street",
+        postal_code="10036",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -180,7 +218,7 @@ class Story:
                 created_at=self.at(minute),
                 pay_deadline=self.at(minute + deadline_minutes),
                 shop_id="S-1",
-                shipping_address=_ADDRESS,
+                shipping_address=_ADDRESSES[self.customer.id],
             ),
         )
         return self
